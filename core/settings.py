@@ -1,0 +1,234 @@
+"""One validated, immutable settings object, built once from environment variables.
+
+The variable names are the ones Azure app settings use (and `local.settings.json` sets
+locally). `Settings.from_env` reports every missing or invalid setting in one
+`SettingsError` that names each of them; tests build `Settings` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from core import __version__
+from core.errors import SettingsError
+
+# Azurite's well-known development account (published in Azure's documentation; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_PORTS = {"Blob": 10000, "Queue": 10001, "Table": 10002}
+
+
+def azurite_connection_string(host: str = "127.0.0.1", ports: Mapping[str, int] | None = None) -> str:
+    """The connection string for an Azurite instance listening on `ports` (service -> port)."""
+    ports = ports or AZURITE_PORTS
+    parts = [
+        "DefaultEndpointsProtocol=http",
+        f"AccountName={AZURITE_ACCOUNT}",
+        f"AccountKey={AZURITE_KEY}",
+    ]
+    parts += [f"{svc}Endpoint=http://{host}:{port}/{AZURITE_ACCOUNT}" for svc, port in ports.items()]
+    return ";".join(parts) + ";"
+
+
+def parse_connection_string(value: str) -> dict[str, str]:
+    """Split `Key=Value;Key=Value` (values may contain '=') into a dict."""
+    out: dict[str, str] = {}
+    for part in value.split(";"):
+        if not part.strip():
+            continue
+        key, sep, val = part.partition("=")
+        if not sep:
+            raise ValueError("is not a storage connection string (expected Key=Value pairs)")
+        out[key.strip()] = val.strip()
+    return out
+
+
+class StorageSettings(BaseModel):
+    """Where Table, Queue and Blob Storage are, and how to authenticate.
+
+    Either a connection string (Azurite, or a key-based account) or, in Azure, identity-based
+    access: the account name (or service URIs) plus the managed identity's client id.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_string: SecretStr | None = None
+    account_name: str | None = None
+    table_uri: str | None = None
+    queue_uri: str | None = None
+    blob_uri: str | None = None
+    client_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> StorageSettings:
+        if (
+            self.connection_string is None
+            and not self.account_name
+            and not (self.table_uri and self.queue_uri and self.blob_uri)
+        ):
+            raise ValueError(
+                "is missing: set it to a storage connection string (locally "
+                "'UseDevelopmentStorage=true'), or AzureWebJobsStorage__accountName for "
+                "managed-identity access"
+            )
+        return self
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+    def service_uri(self, service: str) -> str:
+        """`service` is 'table', 'queue' or 'blob'."""
+        explicit = {"table": self.table_uri, "queue": self.queue_uri, "blob": self.blob_uri}[service]
+        if explicit:
+            return explicit
+        if self.connection_string is not None:
+            parts = parse_connection_string(self.connection_string.get_secret_value())
+            endpoint = parts.get(f"{service.capitalize()}Endpoint")
+            if endpoint:
+                return endpoint
+            protocol = parts.get("DefaultEndpointsProtocol", "https")
+            suffix = parts.get("EndpointSuffix", "core.windows.net")
+            return f"{protocol}://{parts['AccountName']}.{service}.{suffix}"
+        return f"https://{self.account_name}.{service}.core.windows.net"
+
+
+class SecretsProvider(StrEnum):
+    LOCAL = "local"
+    KEYVAULT = "keyvault"
+
+
+def _valid_ncrontab(value: str) -> str:
+    if value.startswith("%") and value.endswith("%"):
+        return value  # an app-setting reference, resolved by the Functions host
+    fields = value.split()
+    if len(fields) != 6 or not croniter.is_valid(value, second_at_beginning=True):
+        raise ValueError(
+            f"{value!r} is not a six-field NCRONTAB expression "
+            "('{second} {minute} {hour} {day} {month} {day-of-week}')"
+        )
+    return value
+
+
+def _valid_table_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,19}", value):
+        raise ValueError("must be 1-20 letters or digits, starting with a letter")
+    return value
+
+
+Ncrontab = Annotated[str, AfterValidator(_valid_ncrontab)]
+
+
+class Settings(BaseModel):
+    """Every setting the app reads. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    storage: StorageSettings
+    table_prefix: Annotated[str, AfterValidator(_valid_table_prefix)] = Field(
+        "bridge", alias="BRIDGE_TABLE_PREFIX"
+    )
+    secrets_provider: SecretsProvider = Field(SecretsProvider.LOCAL, alias="SECRETS_PROVIDER")
+    key_vault_uri: str | None = Field(None, alias="KEY_VAULT_URI")
+    local_secrets_dir: Path = Field(Path(".local/secrets"), alias="LOCAL_SECRETS_DIR")
+    secrets_cache_seconds: int = Field(300, ge=0, le=86_400, alias="SECRETS_CACHE_SECONDS")
+    managed_identity_client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
+    housekeeping_schedule: Ncrontab = Field("0 17 3 * * *", alias="HOUSEKEEPING_SCHEDULE")
+    run_retention_days: int = Field(30, ge=1, le=3650, alias="RUN_RETENTION_DAYS")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", alias="LOG_LEVEL")
+    version: str = __version__
+
+    @model_validator(mode="after")
+    def _key_vault_needs_uri(self) -> Settings:
+        if self.secrets_provider is SecretsProvider.KEYVAULT:
+            if not self.key_vault_uri:
+                raise ValueError("KEY_VAULT_URI is missing: SECRETS_PROVIDER=keyvault needs the vault URI")
+            if not self.key_vault_uri.startswith("https://"):
+                raise ValueError("KEY_VAULT_URI must be an https:// URL")
+        return self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: `os.environ`); raise one `SettingsError`
+        naming every missing or invalid setting."""
+        env = os.environ if env is None else env
+        raw: dict[str, Any] = {
+            name: value for name, value in env.items() if name in _ENV_NAMES and value.strip() != ""
+        }
+        problems: list[str] = []
+        storage: StorageSettings | None = None
+        try:
+            storage = StorageSettings.model_validate(_storage_from_env(env))
+        except ValidationError as exc:
+            problems += [f"AzureWebJobsStorage {_message(err)}" for err in exc.errors()]
+        except ValueError as exc:
+            problems.append(f"AzureWebJobsStorage {exc}")
+        try:
+            settings = cls.model_validate({**raw, "storage": storage or _PLACEHOLDER_STORAGE})
+        except ValidationError as exc:
+            problems += [_describe(err) for err in exc.errors()]
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+
+_ENV_NAMES = {field.alias for field in Settings.model_fields.values() if field.alias is not None}
+_PLACEHOLDER_STORAGE = StorageSettings(account_name="placeholder")
+
+
+def _storage_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    prefix = "AzureWebJobsStorage"
+    conn = env.get(prefix, "").strip()
+    if conn:
+        if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
+            conn = azurite_connection_string()
+        else:
+            parsed = parse_connection_string(conn)  # raises ValueError with a clear message
+            if "AccountName" not in parsed and not any(k.endswith("Endpoint") for k in parsed):
+                raise ValueError("has no AccountName and no service endpoints")
+        return {"connection_string": conn, "client_id": env.get(f"{prefix}__clientId")}
+    return {
+        "account_name": env.get(f"{prefix}__accountName") or None,
+        "table_uri": env.get(f"{prefix}__tableServiceUri") or None,
+        "queue_uri": env.get(f"{prefix}__queueServiceUri") or None,
+        "blob_uri": env.get(f"{prefix}__blobServiceUri") or None,
+        "client_id": env.get(f"{prefix}__clientId") or None,
+    }
+
+
+def _message(err: Any) -> str:
+    msg = str(err.get("msg", "is invalid"))
+    return msg.removeprefix("Value error, ")
+
+
+def _describe(err: Any) -> str:
+    loc = [str(part) for part in err.get("loc", ())]
+    name = loc[0] if loc else ""
+    msg = _message(err)
+    if not name:
+        return msg
+    if err.get("type") == "missing":
+        return f"{name} is missing"
+    if name == "storage":
+        return f"AzureWebJobsStorage {msg}"
+    if name not in _ENV_NAMES:
+        return f"{name} is not a known setting"
+    value = err.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str) and len(value) < 100 else ""
+    return f"{name} {msg}{shown}"
