@@ -1,0 +1,547 @@
+"""The state the bridge keeps in Table Storage: one record type per table.
+
+These are first shapes: later issues add fields (new fields need defaults so stored rows still
+load). The keys are the design: each record's comment says which access pattern they serve.
+Every value that comes from a user, a host or Graph goes through `join_key`/`escape_key`, so a
+key never holds a character Table Storage forbids; e-mail addresses are lower-cased because
+Exchange treats them case-insensitively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.store.keys import (
+    SEPARATOR,
+    escape_key,
+    inverted_timestamp,
+    join_key,
+    prefix_range,
+    sequence_key,
+    short_hash,
+)
+from core.store.repository import Record
+
+# --- tenants -------------------------------------------------------------------------------
+
+
+class CredentialMode(StrEnum):
+    CLIENT_SECRET = "client_secret"  # noqa: S105 - a mode name, not a secret. The customer's app registration; the secret is in Key Vault
+    MANAGED_IDENTITY = "managed_identity"  # the deployment's app, federated with the managed identity
+    DELEGATED = "delegated"  # per-user consent; refresh tokens in Key Vault
+
+
+class Tenant(Record):
+    """A tenant that host systems act for.
+
+    Keys: one constant partition, row = tenant id. The tenant list is small and every timer
+    fans out over all of it, so one partition makes "all tenants" a single range read."""
+
+    table: ClassVar[str] = "tenants"
+    PARTITION: ClassVar[str] = "tenant"
+
+    tenant_id: str
+    display_name: str = ""
+    credential_mode: CredentialMode = CredentialMode.MANAGED_IDENTITY
+    graph_client_id: str | None = None
+    # Names of Key Vault secrets, never secret values.
+    client_secret_name: str | None = None
+    webhook_secret_name: str | None = None
+    webhook_url: str | None = None
+    # SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored.
+    api_key_hashes: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    created_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str) -> tuple[str, str]:
+        return cls.PARTITION, escape_key(tenant_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id)[1]
+
+
+# --- resource links ------------------------------------------------------------------------
+
+
+class Direction(StrEnum):
+    DOWN = "down"  # Outlook -> host
+    UP = "up"  # host -> Outlook
+    BOTH = "both"
+    NONE = "none"  # paused, kept
+
+    @property
+    def downloads(self) -> bool:
+        return self in (Direction.DOWN, Direction.BOTH)
+
+    @property
+    def uploads(self) -> bool:
+        return self in (Direction.UP, Direction.BOTH)
+
+
+class LinkedAccount(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    account: str  # UPN / primary SMTP address of the Microsoft 365 mailbox
+    calendar_id: str | None = None  # None = the mailbox's default calendar
+    direction: Direction = Direction.BOTH
+
+
+class ResourceLink(Record):
+    """A host resource (person, room) and its linked accounts, in order.
+
+    Keys: partition = tenant, row = host resource id. The host addresses a resource by its id
+    (point read), and a tenant's timer lists all of its links (one partition)."""
+
+    table: ClassVar[str] = "links"
+
+    tenant_id: str
+    resource_id: str
+    display_name: str = ""
+    accounts: list[LinkedAccount] = Field(default_factory=list)
+    updated_at: datetime | None = None
+
+    @property
+    def main_account(self) -> LinkedAccount | None:
+        """The account that receives uploads: the first whose direction includes up."""
+        return next((a for a in self.accounts if a.direction.uploads), None)
+
+    @classmethod
+    def key(cls, tenant_id: str, resource_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(resource_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.resource_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.resource_id)[1]
+
+
+# --- calendar sync state -------------------------------------------------------------------
+
+
+class SyncStatus(StrEnum):
+    NEVER = "never"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    RESYNC = "resync"  # the delta link expired (410 / SyncStateNotFound): next run is a full resync
+
+
+DEFAULT_CALENDAR = "default"  # the key part standing for a mailbox's default calendar
+
+
+class CalendarSyncState(Record):
+    """Where the down-sync of one calendar stands.
+
+    Keys: partition = tenant, row = account|calendar. A delta worker reads and writes exactly
+    one row (point read + etag write), and the tenant's timer lists all of them to fan out."""
+
+    table: ClassVar[str] = "syncstate"
+
+    tenant_id: str
+    account: str
+    calendar_id: str | None = None
+    delta_link: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    status: SyncStatus = SyncStatus.NEVER
+    error: str | None = None
+    consecutive_failures: int = 0
+
+    @classmethod
+    def key(cls, tenant_id: str, account: str, calendar_id: str | None) -> tuple[str, str]:
+        return escape_key(tenant_id), join_key(account.lower(), calendar_id or DEFAULT_CALENDAR)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.account, self.calendar_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.account, self.calendar_id)[1]
+
+
+# --- event map -----------------------------------------------------------------------------
+
+
+class Origin(StrEnum):
+    BRIDGE = "bridge"  # the bridge created it from a host appointment (must not echo back up)
+    OUTLOOK = "outlook"  # a user made it in Outlook
+
+
+class EventMapEntry(Record):
+    """Which Outlook event a host appointment is, and who wrote it last.
+
+    Keys: partition = tenant|account|calendar, row = the immutable event id. The down worker
+    looks every delta item up by event id within the calendar it is syncing (point reads in one
+    partition); a full resync lists the partition to find deletions. The account is part of the
+    partition because a calendar is only addressable through its mailbox (and "default" is not
+    a unique id). Looking up by host appointment id is a `where=` scan of the partition."""
+
+    table: ClassVar[str] = "eventmap"
+
+    tenant_id: str
+    account: str
+    calendar_id: str | None = None
+    event_id: str  # Graph immutable id
+    host_appointment_id: str | None = None
+    change_key: str | None = None
+    transaction_id: str | None = None
+    origin: Origin = Origin.OUTLOOK
+    version: int = 0  # the host's appointment version last applied; older versions are ignored
+    updated_at: datetime | None = None
+
+    @classmethod
+    def partition(cls, tenant_id: str, account: str, calendar_id: str | None) -> str:
+        return join_key(tenant_id, account.lower(), calendar_id or DEFAULT_CALENDAR)
+
+    @classmethod
+    def key(cls, tenant_id: str, account: str, calendar_id: str | None, event_id: str) -> tuple[str, str]:
+        return cls.partition(tenant_id, account, calendar_id), escape_key(event_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.partition(self.tenant_id, self.account, self.calendar_id)
+
+    @property
+    def row_key(self) -> str:
+        return escape_key(self.event_id)
+
+
+# --- mail ledger ---------------------------------------------------------------------------
+
+
+class LedgerStatus(StrEnum):
+    PENDING = "pending"  # seen, nothing done yet
+    STAGED = "staged"  # the attachment is in Blob Storage
+    ANNOUNCED = "announced"  # document.imported is in the outbox
+    DONE = "done"  # message-level step finished (forwarded, archived)
+    FAILED = "failed"
+
+
+MESSAGE_STEP = "m:"  # row-key prefix of message-level steps
+ATTACHMENT = "a:"  # row-key prefix of attachment rows
+
+
+class MailLedgerEntry(Record):
+    """One step of importing one mail: an attachment delivered, or a message-level step
+    (forward, archive). A crash between steps is resumed from these rows, never repeated.
+
+    Keys: partition = tenant|mailbox, row = message id|a:<hash of attachment id> or
+    message id|m:<step>. The importer reads all rows of one message with one prefix range
+    (`message_range`). Attachment ids are hashed in the key because Graph attachment ids run to
+    hundreds of characters and message id + attachment id could pass the 1 KiB key limit; the
+    full attachment id is a column."""
+
+    table: ClassVar[str] = "mailledger"
+
+    tenant_id: str
+    mailbox: str
+    message_id: str  # Graph immutable id
+    attachment_id: str | None = None  # None = a message-level step
+    step: str | None = None  # message-level step name, e.g. "forward", "archive"
+    status: LedgerStatus = LedgerStatus.PENDING
+    file_name: str | None = None
+    blob_name: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    updated_at: datetime | None = None
+
+    @classmethod
+    def partition(cls, tenant_id: str, mailbox: str) -> str:
+        return join_key(tenant_id, mailbox.lower())
+
+    @classmethod
+    def attachment_key(
+        cls, tenant_id: str, mailbox: str, message_id: str, attachment_id: str
+    ) -> tuple[str, str]:
+        row = escape_key(message_id) + SEPARATOR + ATTACHMENT + short_hash(attachment_id)
+        return cls.partition(tenant_id, mailbox), row
+
+    @classmethod
+    def step_key(cls, tenant_id: str, mailbox: str, message_id: str, step: str) -> tuple[str, str]:
+        row = escape_key(message_id) + SEPARATOR + MESSAGE_STEP + escape_key(step)
+        return cls.partition(tenant_id, mailbox), row
+
+    @classmethod
+    def message_range(cls, message_id: str) -> tuple[str, str]:
+        """(row_key_from, row_key_to) covering every row of one message."""
+        return prefix_range(escape_key(message_id) + SEPARATOR)
+
+    def _key(self) -> tuple[str, str]:
+        if self.attachment_id is not None:
+            return self.attachment_key(self.tenant_id, self.mailbox, self.message_id, self.attachment_id)
+        if self.step is None:
+            raise ValueError("a mail ledger entry needs an attachment_id or a step")
+        return self.step_key(self.tenant_id, self.mailbox, self.message_id, self.step)
+
+    @property
+    def partition_key(self) -> str:
+        return self._key()[0]
+
+    @property
+    def row_key(self) -> str:
+        return self._key()[1]
+
+
+# --- reservations --------------------------------------------------------------------------
+
+
+class ReservationStatus(StrEnum):
+    PENDING = "pending"  # claimed; the worker has not marked the event booked yet
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+
+
+class Booker(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+
+
+class Reservation(Record):
+    """A claim on one slot of a booking calendar.
+
+    Keys: partition = tenant|booking calendar, row = the slot's event id. Claiming is an insert
+    of exactly this key, so of concurrent claims one succeeds and the rest get AlreadyExists
+    (201 / 409); listing a calendar's reservations to hide booked slots is one partition."""
+
+    table: ClassVar[str] = "reservations"
+
+    tenant_id: str
+    booking_calendar: str  # the booking calendar's configured id
+    slot_id: str  # Graph immutable id of the slot event
+    reservation_id: str
+    status: ReservationStatus = ReservationStatus.PENDING
+    booker: Booker = Field(default_factory=Booker)
+    answers: dict[str, Any] = Field(default_factory=dict)  # the form's fields, for the PDF summary
+    created_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, booking_calendar: str, slot_id: str) -> tuple[str, str]:
+        return join_key(tenant_id, booking_calendar), escape_key(slot_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.booking_calendar, self.slot_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.booking_calendar, self.slot_id)[1]
+
+
+# --- presence ------------------------------------------------------------------------------
+
+
+class PresenceStatus(StrEnum):
+    FREE = "free"
+    BUSY = "busy"
+    UNKNOWN = "unknown"  # not read yet, or the last read failed
+
+
+class Presence(Record):
+    """What the switchboard sees for one monitored user.
+
+    Keys: partition = tenant, row = lower-cased e-mail. `GET …/presence` lists the tenant's
+    partition; the monitor compares and writes one row per user on transitions."""
+
+    table: ClassVar[str] = "presence"
+
+    tenant_id: str
+    email: str
+    status: PresenceStatus = PresenceStatus.UNKNOWN
+    show_as: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, email: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(email.lower())
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.email)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.email)[1]
+
+
+# --- outbox --------------------------------------------------------------------------------
+
+
+class OutboxEvent(Record):
+    """An event for the host, kept until delivered (and for the pull feed after).
+
+    Keys: partition = tenant, row = 20-digit zero-padded sequence, so delivery order and the
+    feed's cursor order are row order: `GET …/events?after=n` is one range read from
+    `sequence_key(n + 1)`. Sequences come from `core.store.sequences.next_sequence`."""
+
+    table: ClassVar[str] = "outbox"
+
+    tenant_id: str
+    sequence: int
+    event_id: str
+    type: str
+    occurred_at: datetime
+    payload: dict[str, Any] = Field(default_factory=dict)  # the envelope's `data`
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, sequence: int) -> tuple[str, str]:
+        return escape_key(tenant_id), sequence_key(sequence)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.sequence)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.sequence)[1]
+
+
+class Counter(Record):
+    """A named counter (e.g. the outbox sequence of one tenant), incremented with etags.
+
+    Keys: partition = counter name, row = scope (tenant id). One row per counter and scope,
+    always addressed by a point read."""
+
+    table: ClassVar[str] = "counters"
+
+    name: str
+    scope: str
+    value: int = 0
+
+    @classmethod
+    def key(cls, name: str, scope: str) -> tuple[str, str]:
+        return escape_key(name), escape_key(scope)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.name, self.scope)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.name, self.scope)[1]
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+SYSTEM_SCOPE = "_system"  # the partition of runs that belong to no tenant (housekeeping)
+
+
+class Run(Record):
+    """One run of a function or job, for diagnostics and alerts.
+
+    Keys: partition = tenant id or "_system", row = inverted start time|run id, so a partition
+    lists newest first (Table Storage only sorts ascending) and "runs older than X" is one
+    row-key range (`delete_older_than`)."""
+
+    table: ClassVar[str] = "runs"
+
+    scope: str = SYSTEM_SCOPE
+    run_id: str
+    function: str
+    status: RunStatus = RunStatus.RUNNING
+    started_at: datetime
+    ended_at: datetime | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def key(cls, scope: str, started_at: datetime, run_id: str) -> tuple[str, str]:
+        return escape_key(scope), inverted_timestamp(started_at) + SEPARATOR + escape_key(run_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.scope, self.started_at, self.run_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.scope, self.started_at, self.run_id)[1]
+
+
+# --- subscriptions -------------------------------------------------------------------------
+
+
+def hash_client_state(client_state: str) -> str:
+    """What is stored of a subscription's clientState: its SHA-256, never the value."""
+    return hashlib.sha256(client_state.encode("utf-8")).hexdigest()
+
+
+class Subscription(Record):
+    """A Graph change-notification subscription the bridge owns.
+
+    Keys: partition = tenant, row = subscription id. A notification carries both, so checking it
+    is a point read; renewal lists the tenant's partition for expiring ones."""
+
+    table: ClassVar[str] = "subscriptions"
+
+    tenant_id: str
+    subscription_id: str
+    resource: str
+    expiration: datetime
+    client_state_sha256: str
+    account: str | None = None
+    calendar_id: str | None = None
+    created_at: datetime | None = None
+
+    def client_state_matches(self, client_state: str) -> bool:
+        """Constant-time check of a notification's clientState against the stored hash."""
+        return hmac.compare_digest(hash_client_state(client_state), self.client_state_sha256)
+
+    @classmethod
+    def key(cls, tenant_id: str, subscription_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(subscription_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.subscription_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.subscription_id)[1]
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (
+    Tenant,
+    ResourceLink,
+    CalendarSyncState,
+    EventMapEntry,
+    MailLedgerEntry,
+    Reservation,
+    Presence,
+    OutboxEvent,
+    Counter,
+    Run,
+    Subscription,
+)
