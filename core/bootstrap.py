@@ -1,0 +1,123 @@
+"""The composition root: settings → adapters → services, built once per process.
+
+Triggers call `await container()`; nothing else constructs adapters. The container is built
+lazily on first use (not at import) so that importing `function_app` stays cheap and a
+misconfigured app still starts and answers with a clear problem naming the bad setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.queue.aio import QueueServiceClient
+
+from core.health import Probe
+from core.observability import configure_logging
+from core.runs import Clock, utc_now
+from core.secrets import CachedSecretStore, build_secret_store
+from core.settings import Settings, StorageSettings
+from core.store import Tables, open_tables
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    tables: Tables
+    secrets: CachedSecretStore
+    queues: QueueServiceClient
+    blobs: BlobServiceClient
+    clock: Clock = field(default=utc_now)
+    _prepared: bool = field(default=False, init=False, repr=False)
+    _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+
+    async def prepare(self) -> None:
+        """Create the state tables once per process (idempotent; in Azure they exist already and
+        this is one round trip each). Retried on the next call if it failed."""
+        if self._prepared:
+            return
+        async with self._prepare_lock:
+            if not self._prepared:
+                await self.tables.create_tables()
+                self._prepared = True
+
+    def storage_probes(self) -> dict[str, Probe]:
+        """One cheap read per storage service, each allowed by the app's data-plane roles."""
+
+        async def tables() -> None:
+            await self.prepare()
+            async for _ in self.tables.runs().list(limit=1):
+                break
+
+        async def queues() -> None:
+            async for _ in self.queues.list_queues(results_per_page=1):
+                break
+
+        async def blobs() -> None:
+            async for _ in self.blobs.list_containers(results_per_page=1):
+                break
+
+        return {"tables": tables, "queues": queues, "blobs": blobs}
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            self.tables.close(), self.secrets.close(), self.queues.close(), self.blobs.close()
+        )
+
+
+C = TypeVar("C", QueueServiceClient, BlobServiceClient)
+
+
+def _storage_client(cls: type[C], storage: StorageSettings, service: str) -> C:
+    if storage.connection_string is not None:
+        return cls.from_connection_string(storage.connection_string.get_secret_value())
+    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+    credential = (
+        ManagedIdentityCredential(client_id=storage.client_id)
+        if storage.client_id
+        else DefaultAzureCredential()
+    )
+    return cls(account_url=storage.service_uri(service), credential=credential)
+
+
+def build_container(settings: Settings) -> Container:
+    """Wire the adapters for `settings`. No I/O happens here (see `Container.prepare`)."""
+    configure_logging(settings.log_level)
+    return Container(
+        settings=settings,
+        tables=open_tables(settings.storage, settings.table_prefix),
+        secrets=build_secret_store(settings),
+        queues=_storage_client(QueueServiceClient, settings.storage, "queue"),
+        blobs=_storage_client(BlobServiceClient, settings.storage, "blob"),
+    )
+
+
+_container: Container | None = None
+_lock = asyncio.Lock()  # guards the first build against concurrent invocations
+
+
+async def container(*, prepare: bool = True) -> Container:
+    """The process's container, built on first use from the environment; with `prepare`, its
+    state tables are ready too."""
+    global _container
+    if _container is None:
+        async with _lock:
+            if _container is None:
+                _container = build_container(Settings.from_env())
+    if prepare:
+        await _container.prepare()
+    return _container
+
+
+async def reset() -> None:
+    """Close and forget the container (tests change the environment between apps)."""
+    global _container
+    current, _container = _container, None
+    if current is not None:
+        await current.close()

@@ -1,0 +1,66 @@
+"""`make demo` as a newcomer sees it: URLs and one line per job, then Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl_c_stops_all() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AzureWebJobsStorage"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devtools.demo", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("ready:"):
+                break
+        output = "".join(lines)
+        assert any(line.startswith("ready:") for line in lines), output
+        ports = [int(p) for p in re.findall(r"Azurite \w+ +http://127\.0\.0\.1:(\d+)", output)]
+        host_port = int(re.search(r"Functions host running at http://127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]
+        assert len(ports) == 3
+        assert all(_listening(p) for p in [*ports, host_port])
+        assert re.search(r"^✓ job health: HTTP 200 ok", output, re.M), output
+        assert re.search(r"^✓ job housekeeping: .* succeeded, pruned 2 runs", output, re.M), output
+        assert "/api/v1/health" in output
+
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, rest
+    assert "stopped: Azurite" in rest
+    assert not any(_listening(p) for p in [*ports, host_port])
