@@ -57,17 +57,19 @@ async def track_run(
             yield handle
         except BaseException as exc:
             error = type(exc).__name__
-            await runs.save(
-                started.model_copy(
-                    update={
-                        "status": RunStatus.FAILED,
-                        "ended_at": clock(),
-                        "counts": dict(handle.counts),
-                        "error": error,
-                    }
-                )
-            )
             log.error("run failed", extra={"error": error, "counts": handle.counts})
+            failed = {
+                "status": RunStatus.FAILED,
+                "ended_at": clock(),
+                "counts": dict(handle.counts),
+                "error": error,
+            }
+            try:
+                await runs.save(started.model_copy(update=failed))
+            except Exception:
+                # The job's own error is what the trigger must report; a store outage while
+                # recording it is logged, and the row stays `running` for the operator to see.
+                log.exception("could not record the failed run")
             raise
         await runs.save(
             started.model_copy(

@@ -68,3 +68,22 @@ async def test_housekeeping_prunes_runs_older_than_retention_across_tenants_and_
     assert result.counts == {"runs_pruned": 2}
     remaining = sorted([(r.scope, r.run_id) async for r in runs.list()])
     assert remaining == [("_system", result.run_id), ("a", "edge"), ("b", "edge")]
+
+
+async def test_given_the_store_fails_while_recording_a_failure_then_the_jobs_own_error_still_propagates() -> (
+    None
+):
+    from core.errors import StoreUnavailable
+
+    runs = memory_tables().runs()
+
+    async def broken_save(record: Run) -> Run:
+        raise StoreUnavailable("table down")
+
+    async def job() -> None:
+        async with track_run(runs, "import", clock=Clock(T0)):
+            runs.save = broken_save  # type: ignore[method-assign]
+            raise ValueError("the job's error")
+
+    with pytest.raises(ValueError, match="the job's error"):
+        await job()
