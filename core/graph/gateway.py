@@ -1,0 +1,564 @@
+"""The Graph port on Microsoft Graph (or the local emulator), through msgraph-sdk's adapter.
+
+Each operation describes its request as a `sender.Call` (path, Prefer tokens, the permission
+it needs for the consent hint, whether a 5xx may be retried) and parses the bytes that come
+back with `core.graph.parse`. Everything around the request — immutable ids, the per-mailbox
+slot, retries, named errors — is the sender's, so it is the same for every operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote, urlencode
+
+from core.graph.errors import BadRequest, MalformedResponse, NotFound, SyncStateExpired
+from core.graph.limits import MailboxLimiter
+from core.graph.model import (
+    Attachment,
+    Calendar,
+    DeltaPage,
+    Event,
+    EventChanges,
+    EventDraft,
+    MailFolder,
+    Message,
+    OutgoingMail,
+    Schedule,
+    User,
+    check_addresses,
+    check_schedule_request,
+    check_window,
+)
+from core.graph.parse import (
+    load,
+    parse_attachment,
+    parse_calendar,
+    parse_collection,
+    parse_event,
+    parse_event_delta_page,
+    parse_folder,
+    parse_message,
+    parse_message_delta_page,
+    parse_schedule,
+    parse_user,
+)
+from core.graph.port import DEFAULT_CHUNK_SIZE, DEFAULT_DELTA_PAGE_SIZE, DEFAULT_MESSAGE_PAGE_SIZE
+from core.graph.render import (
+    dumps,
+    event_body,
+    event_changes_body,
+    forward_body,
+    schedule_body,
+    send_mail_body,
+)
+from core.graph.sender import UTC_TIMES, Call, GraphSender, Reply, RetryPolicy
+
+if TYPE_CHECKING:
+    import httpx
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from core.graph.client import GraphClientOptions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Permissions named in ConsentMissing hints: the least each operation needs.
+CALENDARS_READ = "Calendars.Read"
+CALENDARS_WRITE = "Calendars.ReadWrite"
+MAIL_READ = "Mail.Read"
+MAIL_WRITE = "Mail.ReadWrite"
+MAIL_SEND = "Mail.Send"
+USERS_READ = "User.Read.All"
+
+_EVENT_FIELDS = (
+    "id,changeKey,subject,body,start,end,isAllDay,type,sensitivity,showAs,location,seriesMasterId,"
+    "originalStart,transactionId,isCancelled,organizer,attendees,categories,hasAttachments,iCalUId,"
+    "lastModifiedDateTime"
+)
+_MESSAGE_FIELDS = (
+    "id,subject,receivedDateTime,from,sender,hasAttachments,parentFolderId,internetMessageId,changeKey,isRead"
+)
+# Never `contentBytes`: a 150 MB attachment would arrive base64 inside the JSON.
+_ATTACHMENT_FIELDS = "id,name,contentType,size,isInline"
+_FOLDER_FIELDS = "id,displayName,parentFolderId"
+# Well-known folder names work in every mailbox language ("Inbox" is "Innboks" in Norwegian).
+_WELL_KNOWN_FOLDERS = {
+    name.casefold().replace(" ", ""): wk
+    for wk, names in {
+        "inbox": ("Inbox",),
+        "archive": ("Archive",),
+        "sentitems": ("SentItems", "Sent Items"),
+        "drafts": ("Drafts",),
+        "deleteditems": ("DeletedItems", "Deleted Items"),
+        "junkemail": ("JunkEmail", "Junk Email"),
+        "outbox": ("Outbox",),
+        "msgfolderroot": ("MsgFolderRoot",),
+    }.items()
+    for name in names
+}
+
+
+def _seg(value: str) -> str:
+    """One path segment: ids may hold '/', '+' and '=', so everything is percent-encoded."""
+    if not value:
+        raise BadRequest("an id or mailbox in the request path is empty")
+    return quote(value, safe="")
+
+
+def _path(*segments: str, query: Mapping[str, str | int] | None = None) -> str:
+    path = "/" + "/".join(segments)
+    if query:
+        path += "?" + urlencode(query, quote_via=quote, safe="$")
+    return path
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _page_size(value: int) -> int:
+    if not 1 <= value <= 1000:
+        raise BadRequest("page_size must be 1 to 1000")
+    return value
+
+
+def _if_match(change_key: str) -> str:
+    # Graph's ETag for an item is W/"<changeKey>"; accept either form from callers.
+    return change_key if change_key.startswith(("W/", '"')) else f'W/"{change_key}"'
+
+
+class GraphApiGateway:
+    """`GraphGateway` over HTTP. Build it with `open_gateway`; close it when done."""
+
+    def __init__(self, sender: GraphSender, on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._sender = sender
+        self._on_close = on_close
+
+    async def close(self) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            await on_close()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def _send(self, call: Call) -> Reply:
+        return await self._sender.send(call)
+
+    @staticmethod
+    def _parse(call: Call, parse: Callable[[bytes], T], content: bytes) -> T:
+        try:
+            return parse(content)
+        except MalformedResponse as exc:
+            reason = str(exc)
+        # Raised outside the handler: the context is the operation, not the parser's frames.
+        raise MalformedResponse(
+            f"{call.operation} for mailbox {call.mailbox!r}: {reason}",
+            operation=call.operation,
+            mailbox=call.mailbox,
+        )
+
+    async def _object(self, call: Call, parse: Callable[[object], T]) -> T:
+        reply = await self._send(call)
+        return self._parse(call, lambda content: parse(load(content)), reply.content)
+
+    async def _collection(self, call: Call, parse: Callable[[object], T]) -> AsyncIterator[T]:
+        """Every item of a paged collection, following nextLinks."""
+        next_call: Call | None = call
+        while next_call is not None:
+            reply = await self._send(next_call)
+            items, next_link, rejected = self._parse(
+                next_call, lambda content: parse_collection(content, parse), reply.content
+            )
+            if rejected:
+                log.warning(
+                    "%s: skipped %d malformed item(s) for mailbox %s: %s",
+                    call.operation,
+                    len(rejected),
+                    call.mailbox,
+                    "; ".join(str(r) for r in rejected),
+                )
+            for item in items:
+                yield item
+            next_call = replace(call, url=next_link, path=None) if next_link else None
+
+    def _check_stored_link(self, operation: str, mailbox: str, link: str) -> None:
+        """A stored delta link for another Graph endpoint (GRAPH_BASE_URL changed since it was
+        saved) cannot be followed; like an expired one, it means: start a full round."""
+        if not link.startswith(self._sender.base_url + "/"):
+            raise SyncStateExpired(
+                f"{operation} for mailbox {mailbox!r}: the stored delta link is for another Graph "
+                "endpoint; start a full round",
+                operation=operation,
+                mailbox=mailbox,
+            )
+
+    async def _delta(self, call: Call, parse: Callable[[bytes], DeltaPage[T]]) -> AsyncIterator[DeltaPage[T]]:
+        while True:
+            reply = await self._send(call)
+            page = self._parse(call, parse, reply.content)
+            yield page
+            if page.next_link is None:
+                return
+            call = replace(call, url=page.next_link, path=None)
+
+    # --- people and calendars ------------------------------------------------------------
+
+    async def get_user(self, mailbox: str) -> User:
+        call = Call(
+            "get_user",
+            mailbox,
+            path=_path("users", _seg(mailbox), query={"$select": "id,displayName,mail,userPrincipalName"}),
+            permission=USERS_READ,
+        )
+        return await self._object(call, parse_user)
+
+    async def list_calendars(self, mailbox: str) -> list[Calendar]:
+        call = Call(
+            "list_calendars",
+            mailbox,
+            path=_path(
+                "users",
+                _seg(mailbox),
+                "calendars",
+                query={"$select": "id,name,canEdit,isDefaultCalendar,owner", "$top": 100},
+            ),
+            permission=CALENDARS_READ,
+        )
+        return [calendar async for calendar in self._collection(call, parse_calendar)]
+
+    def _calendar_base(self, mailbox: str, calendar_id: str | None) -> tuple[str, ...]:
+        if calendar_id is None:
+            return ("users", _seg(mailbox))
+        return ("users", _seg(mailbox), "calendars", _seg(calendar_id))
+
+    def calendar_delta(
+        self,
+        mailbox: str,
+        calendar_id: str | None,
+        *,
+        start: datetime,
+        end: datetime,
+        delta_link: str | None = None,
+        page_size: int = DEFAULT_DELTA_PAGE_SIZE,
+    ) -> AsyncIterator[DeltaPage[Event]]:
+        # Checked here, before the generator starts: bad input fails at the call, not later.
+        prefer = (f"odata.maxpagesize={_page_size(page_size)}", UTC_TIMES)
+        if delta_link:
+            self._check_stored_link("calendar_delta", mailbox, delta_link)
+            call = Call("calendar_delta", mailbox, url=delta_link, prefer=prefer, permission=CALENDARS_READ)
+        else:
+            start, end = check_window(start, end)
+            call = Call(
+                "calendar_delta",
+                mailbox,
+                path=_path(
+                    *self._calendar_base(mailbox, calendar_id),
+                    "calendarView",
+                    "delta",
+                    query={"startDateTime": _iso(start), "endDateTime": _iso(end)},
+                ),
+                prefer=prefer,
+                permission=CALENDARS_READ,
+            )
+        return self._delta(call, parse_event_delta_page)
+
+    async def calendar_view(
+        self, mailbox: str, calendar_id: str | None, start: datetime, end: datetime
+    ) -> list[Event]:
+        start, end = check_window(start, end)
+        call = Call(
+            "calendar_view",
+            mailbox,
+            path=_path(
+                *self._calendar_base(mailbox, calendar_id),
+                "calendarView",
+                query={"startDateTime": _iso(start), "endDateTime": _iso(end), "$select": _EVENT_FIELDS},
+            ),
+            prefer=(f"odata.maxpagesize={DEFAULT_DELTA_PAGE_SIZE}", UTC_TIMES),
+            permission=CALENDARS_READ,
+        )
+        return [event async for event in self._collection(call, parse_event)]
+
+    async def get_event(self, mailbox: str, event_id: str) -> Event:
+        call = Call(
+            "get_event",
+            mailbox,
+            path=_path("users", _seg(mailbox), "events", _seg(event_id)),
+            prefer=(UTC_TIMES,),
+            permission=CALENDARS_READ,
+        )
+        return await self._object(call, parse_event)
+
+    async def create_event(
+        self, mailbox: str, calendar_id: str | None, draft: EventDraft, transaction_id: str
+    ) -> Event:
+        if not transaction_id:
+            raise BadRequest("every event creation carries a transactionId")
+        call = Call(
+            "create_event",
+            mailbox,
+            method="POST",
+            path=_path(*self._calendar_base(mailbox, calendar_id), "events"),
+            body=dumps(event_body(draft, transaction_id)),
+            prefer=(UTC_TIMES,),
+            permission=CALENDARS_WRITE,
+            idempotent=True,  # the transactionId makes a repeated POST return the same event
+        )
+        return await self._object(call, parse_event)
+
+    async def update_event(
+        self, mailbox: str, event_id: str, changes: EventChanges, *, if_match: str | None = None
+    ) -> Event:
+        call = Call(
+            "update_event",
+            mailbox,
+            method="PATCH",
+            path=_path("users", _seg(mailbox), "events", _seg(event_id)),
+            body=dumps(event_changes_body(changes)),
+            prefer=(UTC_TIMES,),
+            headers=(("If-Match", _if_match(if_match)),) if if_match else (),
+            permission=CALENDARS_WRITE,
+        )
+        return await self._object(call, parse_event)
+
+    async def delete_event(self, mailbox: str, event_id: str) -> None:
+        call = Call(
+            "delete_event",
+            mailbox,
+            method="DELETE",
+            path=_path("users", _seg(mailbox), "events", _seg(event_id)),
+            permission=CALENDARS_WRITE,
+        )
+        await self._send(call)
+
+    async def get_schedule(
+        self,
+        mailbox: str,
+        schedules: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        interval_minutes: int = 15,
+    ) -> list[Schedule]:
+        wanted = tuple(schedules)
+        start, end = check_schedule_request(wanted, start, end, interval_minutes)
+        call = Call(
+            "get_schedule",
+            mailbox,
+            method="POST",
+            path=_path("users", _seg(mailbox), "calendar", "getSchedule"),
+            body=dumps(schedule_body(wanted, start, end, interval_minutes)),
+            prefer=(UTC_TIMES,),
+            permission=CALENDARS_READ,
+            idempotent=True,  # a read, despite the POST
+        )
+        reply = await self._send(call)
+        found, _, rejected = self._parse(call, lambda c: parse_collection(c, parse_schedule), reply.content)
+        if rejected:
+            raise MalformedResponse(
+                f"get_schedule for mailbox {mailbox!r}: {rejected[0]}",
+                operation="get_schedule",
+                mailbox=mailbox,
+            )
+        by_id = {s.schedule_id.casefold(): s for s in found}
+        # Graph answers in request order; re-key anyway so a caller can zip with its list.
+        return [by_id.get(s.casefold()) or Schedule(s, "", (), "missing") for s in wanted]
+
+    # --- mail ----------------------------------------------------------------------------
+
+    async def resolve_folder_path(self, mailbox: str, path: str) -> MailFolder:
+        segments = [s.strip() for s in path.strip().strip("/").split("/")]
+        if not segments or any(not s for s in segments):
+            raise BadRequest("a folder path is display names separated by '/', e.g. Inbox/Invoices")
+        users = ("users", _seg(mailbox))
+        well_known = _WELL_KNOWN_FOLDERS.get(segments[0].casefold().replace(" ", ""))
+        if well_known is not None:
+            call = Call(
+                "resolve_folder_path",
+                mailbox,
+                path=_path(*users, "mailFolders", well_known, query={"$select": _FOLDER_FIELDS}),
+                permission=MAIL_READ,
+            )
+            folder = await self._object(call, parse_folder)
+        else:
+            folder = await self._child_folder(mailbox, (*users, "mailFolders"), segments[0], "")
+        walked = segments[0]
+        for segment in segments[1:]:
+            folder = await self._child_folder(
+                mailbox, (*users, "mailFolders", _seg(folder.id), "childFolders"), segment, walked
+            )
+            walked += "/" + segment
+        return replace(folder, path="/".join(segments))
+
+    async def _child_folder(self, mailbox: str, base: tuple[str, ...], name: str, parent: str) -> MailFolder:
+        call = Call(
+            "resolve_folder_path",
+            mailbox,
+            path=_path(*base, query={"$select": _FOLDER_FIELDS, "$top": 100}),
+            permission=MAIL_READ,
+        )
+        wanted = name.casefold()
+        async for folder in self._collection(call, parse_folder):
+            if folder.display_name.casefold() == wanted:
+                return folder
+        where = f" under {parent!r}" if parent else ""
+        raise NotFound(
+            f"resolve_folder_path for mailbox {mailbox!r}: no mail folder {name!r}{where}",
+            operation="resolve_folder_path",
+            mailbox=mailbox,
+        )
+
+    def list_messages(
+        self, mailbox: str, folder_id: str, *, page_size: int = DEFAULT_MESSAGE_PAGE_SIZE
+    ) -> AsyncIterator[Message]:
+        call = Call(
+            "list_messages",
+            mailbox,
+            path=_path(
+                "users",
+                _seg(mailbox),
+                "mailFolders",
+                _seg(folder_id),
+                "messages",
+                query={"$select": _MESSAGE_FIELDS, "$top": _page_size(page_size)},
+            ),
+            permission=MAIL_READ,
+        )
+        return self._collection(call, parse_message)
+
+    def message_delta(
+        self,
+        mailbox: str,
+        folder_id: str,
+        *,
+        delta_link: str | None = None,
+        page_size: int = DEFAULT_MESSAGE_PAGE_SIZE,
+    ) -> AsyncIterator[DeltaPage[Message]]:
+        prefer = (f"odata.maxpagesize={_page_size(page_size)}",)
+        if delta_link:
+            self._check_stored_link("message_delta", mailbox, delta_link)
+            call = Call("message_delta", mailbox, url=delta_link, prefer=prefer, permission=MAIL_READ)
+        else:
+            call = Call(
+                "message_delta",
+                mailbox,
+                path=_path(
+                    "users",
+                    _seg(mailbox),
+                    "mailFolders",
+                    _seg(folder_id),
+                    "messages",
+                    "delta",
+                    query={"$select": _MESSAGE_FIELDS},
+                ),
+                prefer=prefer,
+                permission=MAIL_READ,
+            )
+        return self._delta(call, parse_message_delta_page)
+
+    async def list_attachments(self, mailbox: str, message_id: str) -> list[Attachment]:
+        call = Call(
+            "list_attachments",
+            mailbox,
+            path=_path(
+                "users",
+                _seg(mailbox),
+                "messages",
+                _seg(message_id),
+                "attachments",
+                query={"$select": _ATTACHMENT_FIELDS},
+            ),
+            permission=MAIL_READ,
+        )
+        return [attachment async for attachment in self._collection(call, parse_attachment)]
+
+    def stream_attachment(
+        self,
+        mailbox: str,
+        message_id: str,
+        attachment_id: str,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> AsyncGenerator[bytes, None]:
+        if chunk_size < 1:
+            raise BadRequest("chunk_size must be positive")
+        call = Call(
+            "stream_attachment",
+            mailbox,
+            path=_path(
+                "users",
+                _seg(mailbox),
+                "messages",
+                _seg(message_id),
+                "attachments",
+                _seg(attachment_id),
+                "$value",
+            ),
+            accept="*/*",
+            permission=MAIL_READ,
+        )
+        return self._sender.stream(call, chunk_size)
+
+    async def move_message(self, mailbox: str, message_id: str, destination_folder_id: str) -> Message:
+        call = Call(
+            "move_message",
+            mailbox,
+            method="POST",
+            path=_path("users", _seg(mailbox), "messages", _seg(message_id), "move"),
+            body=dumps({"destinationId": destination_folder_id}),
+            permission=MAIL_WRITE,
+            # With immutable ids a repeated move finds the message where the first one put it.
+            idempotent=True,
+        )
+        return await self._object(call, parse_message)
+
+    async def forward_message(
+        self, mailbox: str, message_id: str, to: Sequence[str], comment: str = ""
+    ) -> None:
+        recipients = check_addresses(tuple(to))
+        call = Call(
+            "forward_message",
+            mailbox,
+            method="POST",
+            path=_path("users", _seg(mailbox), "messages", _seg(message_id), "forward"),
+            body=dumps(forward_body(recipients, comment)),
+            permission=MAIL_SEND,
+            idempotent=False,  # a repeated forward is a second mail
+        )
+        await self._send(call)
+
+    async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
+        call = Call(
+            "send_mail",
+            mailbox,
+            method="POST",
+            path=_path("users", _seg(mailbox), "sendMail"),
+            body=dumps(send_mail_body(mail)),
+            permission=MAIL_SEND,
+            idempotent=False,  # a repeated sendMail is a second mail
+        )
+        await self._send(call)
+
+
+def open_gateway(
+    credential: AsyncTokenCredential,
+    options: GraphClientOptions | None = None,
+    *,
+    limiter: MailboxLimiter | None = None,
+    retry: RetryPolicy | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> GraphApiGateway:
+    """A gateway for one credential (one tenant's app). Share one `limiter` between every
+    gateway of the process: the mailbox limit is per app *and mailbox*, not per gateway. The
+    gateway owns its connection and closes it; the credential stays the caller's."""
+    from core.graph.client import connect
+
+    connection = connect(credential, options, transport=transport)
+    sender = GraphSender(connection.adapter, connection.http, limiter or MailboxLimiter(), retry, sleep)
+    return GraphApiGateway(sender, on_close=connection.close)

@@ -1,0 +1,175 @@
+"""The Graph port: every Microsoft Graph operation the capabilities use, and nothing else.
+
+Implementations: `gateway.GraphApiGateway` (msgraph-sdk's request adapter, over HTTPS to Graph or
+the local emulator) and `fake.InMemoryGraph`. `tests/contract/test_graph_contract.py` holds both
+to the same behaviour.
+
+Rules every implementation keeps:
+- Every operation names its mailbox (UPN or id) first; at most 4 of its requests are in flight
+  per mailbox in the process, and ids are immutable (`Prefer: IdType="ImmutableId"`), so an id
+  survives a move between folders.
+- Failures are the named errors of `core.graph.errors`; nothing returns a status code.
+- Reads return lean domain objects (`core.graph.model`); a read that failed raises — it never
+  returns an empty result in place of an error (STYLE practice 5).
+- Paged reads are async iterators that follow `@odata.nextLink` themselves. A delta round ends
+  with a page whose `delta_link` is set: store it only after applying every page of the round.
+- Inputs are validated before any I/O (`BadRequest`).
+
+Generators (`calendar_delta`, `list_messages`, `message_delta`, `stream_attachment`) hold a
+mailbox slot only while a request is on the wire, except `stream_attachment`, which holds one
+while the body streams: consume it promptly, and close it (`contextlib.aclosing`) if you stop
+early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from core.graph.model import (
+    Attachment,
+    Calendar,
+    DeltaPage,
+    Event,
+    EventChanges,
+    EventDraft,
+    MailFolder,
+    Message,
+    OutgoingMail,
+    Schedule,
+    User,
+)
+
+DEFAULT_DELTA_PAGE_SIZE = 100
+DEFAULT_MESSAGE_PAGE_SIZE = 50
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+
+class GraphGateway(Protocol):
+    # --- people and calendars ------------------------------------------------------------
+
+    async def get_user(self, mailbox: str) -> User:
+        """The mailbox's user (NotFound if there is none)."""
+        ...
+
+    async def list_calendars(self, mailbox: str) -> list[Calendar]:
+        """Every calendar of the mailbox, the default one included."""
+        ...
+
+    def calendar_delta(
+        self,
+        mailbox: str,
+        calendar_id: str | None,
+        *,
+        start: datetime,
+        end: datetime,
+        delta_link: str | None = None,
+        page_size: int = DEFAULT_DELTA_PAGE_SIZE,
+    ) -> AsyncIterator[DeltaPage[Event]]:
+        """One round of `calendarView/delta` (default calendar when `calendar_id` is None).
+
+        Without `delta_link`: a full round over [start, end) — every occurrence, exception and
+        single event (never series masters). With one: only what changed since, deletions and
+        events that left the window as `Removed`; `start`/`end` are then carried by the link.
+        Raises `SyncStateExpired` when the link is no longer valid."""
+        ...
+
+    async def calendar_view(
+        self, mailbox: str, calendar_id: str | None, start: datetime, end: datetime
+    ) -> list[Event]:
+        """Every event instance in [start, end), all pages read."""
+        ...
+
+    async def get_event(self, mailbox: str, event_id: str) -> Event: ...
+
+    async def create_event(
+        self, mailbox: str, calendar_id: str | None, draft: EventDraft, transaction_id: str
+    ) -> Event:
+        """Create an event. A second creation with the same `transaction_id` in the mailbox
+        returns the first event instead of making another."""
+        ...
+
+    async def update_event(
+        self, mailbox: str, event_id: str, changes: EventChanges, *, if_match: str | None = None
+    ) -> Event:
+        """Apply `changes`; with `if_match` (the change key read before) fail with `Conflict`
+        if the event changed since."""
+        ...
+
+    async def delete_event(self, mailbox: str, event_id: str) -> None:
+        """Delete the event (NotFound if it is already gone)."""
+        ...
+
+    async def get_schedule(
+        self,
+        mailbox: str,
+        schedules: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        interval_minutes: int = 15,
+    ) -> list[Schedule]:
+        """Free/busy of up to 20 mailboxes, asked as `mailbox`. Unknown mailboxes come back as
+        a `Schedule` with `error` set, in request order."""
+        ...
+
+    # --- mail ----------------------------------------------------------------------------
+
+    async def resolve_folder_path(self, mailbox: str, path: str) -> MailFolder:
+        """The folder at a '/'-separated path of display names, e.g. "Inbox/Invoices". The
+        first segment may be a well-known name (Inbox, Archive, SentItems, ...), which works
+        in every mailbox language. Names match case-insensitively. NotFound names the first
+        missing segment."""
+        ...
+
+    def list_messages(
+        self, mailbox: str, folder_id: str, *, page_size: int = DEFAULT_MESSAGE_PAGE_SIZE
+    ) -> AsyncIterator[Message]:
+        """Every message in the folder, all pages read lazily."""
+        ...
+
+    def message_delta(
+        self,
+        mailbox: str,
+        folder_id: str,
+        *,
+        delta_link: str | None = None,
+        page_size: int = DEFAULT_MESSAGE_PAGE_SIZE,
+    ) -> AsyncIterator[DeltaPage[Message]]:
+        """One round of the folder's message delta (`Removed` for messages deleted or moved
+        out). Raises `SyncStateExpired` when the link is no longer valid."""
+        ...
+
+    async def list_attachments(self, mailbox: str, message_id: str) -> list[Attachment]:
+        """The message's attachments, metadata only (never their content)."""
+        ...
+
+    def stream_attachment(
+        self,
+        mailbox: str,
+        message_id: str,
+        attachment_id: str,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> AsyncGenerator[bytes, None]:
+        """The attachment's raw bytes (`/$value`; an item attachment comes as MIME), in chunks
+        of at most `chunk_size`. Never held whole in memory."""
+        ...
+
+    async def move_message(self, mailbox: str, message_id: str, destination_folder_id: str) -> Message:
+        """Move the message; with immutable ids its id does not change."""
+        ...
+
+    async def forward_message(
+        self, mailbox: str, message_id: str, to: Sequence[str], comment: str = ""
+    ) -> None: ...
+
+    async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
+        """Send as `mailbox` (up to 3 MB of attachments). Never retried on an ambiguous failure
+        (5xx, timeout): the caller's ledger decides, so a mail is not sent twice."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...

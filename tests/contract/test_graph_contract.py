@@ -1,0 +1,478 @@
+"""One contract for every Graph port implementation.
+
+`GRAPH_IMPLEMENTATIONS` names each implementation and how to build its harness (the gateway
+under test plus the world behind it, see `graph_world.py`). Today: the in-memory fake. The
+emulator-backed `GraphApiGateway` is added here as another entry; every test then runs against
+both, and a behaviour in which they differ is a bug in one of them.
+
+Each test uses its own mailboxes, so implementations with shared state (the emulator) need no
+reset between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from core.graph import (
+    BadRequest,
+    Conflict,
+    DeltaPage,
+    Event,
+    EventChanges,
+    EventDraft,
+    EventType,
+    Message,
+    NotFound,
+    Removed,
+    Sensitivity,
+    ShowAs,
+    SyncStateExpired,
+    transaction_id,
+)
+from core.graph.fake import InMemoryGraph, SeedAttachment
+from core.graph.model import AttachmentKind, OutgoingMail
+from tests.contract.graph_world import FakeWorld, GraphHarness
+
+
+@asynccontextmanager
+async def _fake() -> AsyncIterator[GraphHarness]:
+    graph = InMemoryGraph()
+    yield GraphHarness(gateway=graph, world=FakeWorld(graph), name="fake")
+    await graph.close()
+
+
+# name -> a factory of an async context manager yielding the harness. The lead adds the
+# emulator-backed gateway here.
+GRAPH_IMPLEMENTATIONS: dict[str, Callable[[], AbstractAsyncContextManager[GraphHarness]]] = {
+    "fake": _fake,
+}
+
+
+@pytest.fixture(params=sorted(GRAPH_IMPLEMENTATIONS))
+async def graph(request: pytest.FixtureRequest) -> AsyncIterator[GraphHarness]:
+    async with GRAPH_IMPLEMENTATIONS[request.param]() as harness:
+        yield harness
+
+
+BASE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # a Monday, safely in the future
+WINDOW = (BASE - timedelta(days=1), BASE + timedelta(days=30))
+
+
+async def _mailbox(graph: GraphHarness, name: str = "kari") -> str:
+    upn = f"{name}-{uuid.uuid4().hex[:8]}@contoso.example"
+    await graph.world.add_user(upn, name.title())
+    return upn
+
+
+def _draft(subject: str, day: int = 0, hours: float = 1.0, **kw: object) -> EventDraft:
+    start = BASE + timedelta(days=day)
+    return EventDraft(subject=subject, start=start, end=start + timedelta(hours=hours), **kw)  # type: ignore[arg-type]
+
+
+async def _round(
+    graph: GraphHarness, mailbox: str, delta_link: str | None = None, page_size: int = 100
+) -> tuple[list[Event | Removed], str, int]:
+    """One whole delta round: (items, the final delta link, number of pages)."""
+    items: list[Event | Removed] = []
+    pages: list[DeltaPage[Event]] = []
+    async for page in graph.gateway.calendar_delta(
+        mailbox, None, start=WINDOW[0], end=WINDOW[1], delta_link=delta_link, page_size=page_size
+    ):
+        assert not page.rejected
+        pages.append(page)
+        items.extend(page.items)
+    assert all(p.delta_link is None and p.next_link for p in pages[:-1])
+    assert pages[-1].delta_link
+    return items, pages[-1].delta_link, len(pages)
+
+
+def _events(items: list[Event | Removed]) -> dict[str, Event]:
+    return {i.id: i for i in items if isinstance(i, Event)}
+
+
+def _removed(items: list[Event | Removed]) -> set[str]:
+    return {i.id for i in items if isinstance(i, Removed)}
+
+
+# --- users and calendars -------------------------------------------------------------------
+
+
+async def test_get_user_finds_the_mailbox_and_an_unknown_mailbox_is_not_found(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    user = await graph.gateway.get_user(mailbox)
+    assert user.user_principal_name.casefold() == mailbox.casefold()
+    assert user.id
+    with pytest.raises(NotFound):
+        await graph.gateway.get_user(f"nobody-{uuid.uuid4().hex[:8]}@contoso.example")
+
+
+async def test_list_calendars_holds_the_default_and_added_calendars(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    booking_id = await graph.world.add_calendar(mailbox, "Bookings")
+    calendars = await graph.gateway.list_calendars(mailbox)
+    assert sum(c.is_default for c in calendars) == 1
+    assert {c.id: c.name for c in calendars}[booking_id] == "Bookings"
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+async def test_create_event_returns_it_in_utc_with_its_transaction_id(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    tid = transaction_id("appt-1", 1)
+    oslo = BASE.astimezone(ZoneInfo("Europe/Oslo"))
+    draft = EventDraft(
+        "Service visit", oslo, oslo + timedelta(minutes=90), body="Bring tools", location="Bergen"
+    )
+    created = await graph.gateway.create_event(mailbox, None, draft, tid)
+    assert created.id
+    assert created.change_key
+    assert (created.start, created.end) == (BASE, BASE + timedelta(minutes=90))
+    assert created.start.tzinfo is UTC
+    assert created.transaction_id == tid
+    assert (created.subject, created.location, created.type) == (
+        "Service visit",
+        "Bergen",
+        EventType.SINGLE_INSTANCE,
+    )
+    again = await graph.gateway.get_event(mailbox, created.id)
+    assert (again.id, again.subject, again.start, again.change_key) == (
+        created.id,
+        created.subject,
+        created.start,
+        created.change_key,
+    )
+
+
+async def test_creating_twice_with_one_transaction_id_makes_one_event(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    tid = transaction_id("appt-7", 3)
+    first = await graph.gateway.create_event(mailbox, None, _draft("Once"), tid)
+    second = await graph.gateway.create_event(mailbox, None, _draft("Once"), tid)
+    assert second.id == first.id
+    view = await graph.gateway.calendar_view(mailbox, None, *WINDOW)
+    assert [e.id for e in view if e.subject == "Once"] == [first.id]
+    other = await graph.gateway.create_event(mailbox, None, _draft("Once"), transaction_id("appt-7", 4))
+    assert other.id != first.id
+
+
+async def test_update_with_the_current_change_key_succeeds_and_a_stale_one_conflicts(
+    graph: GraphHarness,
+) -> None:
+    mailbox = await _mailbox(graph)
+    created = await graph.gateway.create_event(mailbox, None, _draft("v1"), transaction_id("a", 1))
+    updated = await graph.gateway.update_event(
+        mailbox, created.id, EventChanges(subject="v2"), if_match=created.change_key
+    )
+    assert updated.subject == "v2"
+    assert updated.change_key
+    assert updated.change_key != created.change_key
+    with pytest.raises(Conflict):
+        await graph.gateway.update_event(
+            mailbox, created.id, EventChanges(subject="v3"), if_match=created.change_key
+        )
+    assert (await graph.gateway.get_event(mailbox, created.id)).subject == "v2"
+
+
+async def test_an_outlook_edit_makes_the_bridges_change_key_stale(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    created = await graph.gateway.create_event(mailbox, None, _draft("mine"), transaction_id("b", 1))
+    await graph.world.outlook_update_event(mailbox, created.id, EventChanges(location="Room 2"))
+    with pytest.raises(Conflict):
+        await graph.gateway.update_event(
+            mailbox, created.id, EventChanges(subject="x"), if_match=created.change_key
+        )
+
+
+async def test_missing_events_are_not_found_for_get_update_and_delete(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    created = await graph.gateway.create_event(mailbox, None, _draft("gone"), transaction_id("c", 1))
+    await graph.gateway.delete_event(mailbox, created.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.get_event(mailbox, created.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.update_event(mailbox, created.id, EventChanges(subject="x"))
+    with pytest.raises(NotFound):
+        await graph.gateway.delete_event(mailbox, created.id)
+
+
+async def test_bad_input_is_rejected_before_graph(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    with pytest.raises(BadRequest):
+        await graph.gateway.create_event(mailbox, None, _draft("x"), "")
+    with pytest.raises(BadRequest):
+        graph.gateway.calendar_delta(mailbox, None, start=WINDOW[0], end=WINDOW[1], page_size=0)
+    with pytest.raises(BadRequest):
+        await graph.gateway.get_schedule(
+            mailbox, [f"u{i}@contoso.example" for i in range(21)], *WINDOW[:1], BASE
+        )
+    with pytest.raises(BadRequest):
+        EventDraft("naive", datetime(2030, 1, 1, 9), datetime(2030, 1, 1, 10))
+
+
+# --- calendar delta ----------------------------------------------------------------------
+
+
+async def test_delta_gives_everything_first_then_only_changes(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    ids = [await graph.world.outlook_create_event(mailbox, None, _draft(f"e{i}", day=i)) for i in range(5)]
+    await graph.world.outlook_create_event(mailbox, None, _draft("far future", day=90))  # outside
+
+    items, link, pages = await _round(graph, mailbox, page_size=2)
+    assert set(_events(items)) == set(ids)
+    assert pages >= 3  # paged by page_size and every nextLink followed
+
+    unchanged, link, _ = await _round(graph, mailbox, link)
+    assert unchanged == []
+
+    new_id = await graph.world.outlook_create_event(mailbox, None, _draft("new", day=7))
+    await graph.world.outlook_update_event(
+        mailbox,
+        ids[1],
+        EventChanges(
+            subject="e1 moved", start=BASE + timedelta(days=8), end=BASE + timedelta(days=8, hours=1)
+        ),
+    )
+    await graph.world.outlook_delete_event(mailbox, ids[2])
+    changes, link, _ = await _round(graph, mailbox, link)
+    events = _events(changes)
+    assert set(events) == {new_id, ids[1]}
+    assert events[ids[1]].subject == "e1 moved"
+    assert events[ids[1]].start == BASE + timedelta(days=8)
+    assert _removed(changes) == {ids[2]}
+
+    again, _, _ = await _round(graph, mailbox, link)
+    assert again == []
+
+
+async def test_an_event_that_leaves_the_window_comes_back_removed(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    event_id = await graph.world.outlook_create_event(mailbox, None, _draft("moving"))
+    _, link, _ = await _round(graph, mailbox)
+    later = BASE + timedelta(days=120)
+    await graph.world.outlook_update_event(
+        mailbox, event_id, EventChanges(start=later, end=later + timedelta(hours=1))
+    )
+    changes, _, _ = await _round(graph, mailbox, link)
+    assert _removed(changes) == {event_id}
+    assert _events(changes) == {}
+
+
+async def test_a_series_arrives_as_occurrences_and_an_edited_one_as_an_exception(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    master = await graph.world.outlook_create_daily_series(mailbox, None, _draft("standup", hours=0.25), 3)
+    items, link, _ = await _round(graph, mailbox)
+    occurrences = sorted(_events(items).values(), key=lambda e: e.start)
+    assert [e.type for e in occurrences] == [EventType.OCCURRENCE] * 3  # never the master
+    assert {e.series_master_id for e in occurrences} == {master}
+    assert [e.start for e in occurrences] == [BASE + timedelta(days=d) for d in range(3)]
+
+    await graph.world.outlook_update_event(
+        mailbox, occurrences[1].id, EventChanges(subject="standup (moved)")
+    )
+    changes, _, _ = await _round(graph, mailbox, link)
+    edited = [e for e in _events(changes).values() if e.subject == "standup (moved)"]
+    assert len(edited) == 1
+    assert edited[0].type is EventType.EXCEPTION
+    assert edited[0].series_master_id == master
+
+
+async def test_an_expired_delta_link_raises_sync_state_expired_and_a_full_round_recovers(
+    graph: GraphHarness,
+) -> None:
+    mailbox = await _mailbox(graph)
+    event_id = await graph.world.outlook_create_event(mailbox, None, _draft("kept"))
+    _, link, _ = await _round(graph, mailbox)
+    await graph.world.expire_delta_links(mailbox)
+    with pytest.raises(SyncStateExpired):
+        await _round(graph, mailbox, link)
+    items, _, _ = await _round(graph, mailbox)
+    assert set(_events(items)) == {event_id}
+
+
+async def test_private_and_all_day_events_are_read_as_such(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    day = datetime(2030, 1, 9, tzinfo=UTC)
+    private_id = await graph.world.outlook_create_event(
+        mailbox, None, _draft("doctor", sensitivity=Sensitivity.PRIVATE, show_as=ShowAs.OOF)
+    )
+    all_day_id = await graph.world.outlook_create_event(
+        mailbox,
+        None,
+        EventDraft("holiday", day, day + timedelta(days=1), is_all_day=True, show_as=ShowAs.FREE),
+    )
+    events = _events((await _round(graph, mailbox))[0])
+    assert events[private_id].is_private
+    assert events[private_id].show_as is ShowAs.OOF
+    holiday = events[all_day_id]
+    assert holiday.is_all_day
+    assert (holiday.start, holiday.end) == (day, day + timedelta(days=1))
+
+
+async def test_calendar_view_returns_the_window_of_one_calendar(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    bookings = await graph.world.add_calendar(mailbox, "Bookings")
+    slot = await graph.world.outlook_create_event(mailbox, bookings, _draft("Slot", day=2))
+    await graph.world.outlook_create_event(mailbox, bookings, _draft("Slot later", day=40))
+    await graph.world.outlook_create_event(mailbox, None, _draft("Not a slot", day=2))
+    view = await graph.gateway.calendar_view(mailbox, bookings, BASE, BASE + timedelta(days=31))
+    assert [e.id for e in view] == [slot]
+
+
+# --- schedules -----------------------------------------------------------------------------
+
+
+async def test_get_schedule_reports_busy_intervals_and_unknown_mailboxes(graph: GraphHarness) -> None:
+    asker = await _mailbox(graph, "switchboard")
+    busy = await _mailbox(graph, "ola")
+    await graph.world.outlook_create_event(busy, None, _draft("meeting", hours=0.5))
+    unknown = f"ghost-{uuid.uuid4().hex[:8]}@contoso.example"
+    schedules = await graph.gateway.get_schedule(
+        asker, [busy, unknown], BASE - timedelta(minutes=30), BASE + timedelta(hours=1), interval_minutes=15
+    )
+    assert [s.schedule_id.casefold() for s in schedules] == [busy.casefold(), unknown.casefold()]
+    assert schedules[0].availability_view == "002200"
+    assert schedules[0].error is None
+    assert [(i.start, i.status) for i in schedules[0].items] == [(BASE, ShowAs.BUSY)]
+    assert schedules[1].error
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+async def test_at_most_four_requests_are_in_flight_per_mailbox(graph: GraphHarness) -> None:
+    first, second = await _mailbox(graph, "a"), await _mailbox(graph, "b")
+    await graph.world.reset_peaks()
+    await graph.world.set_latency(0.05)
+    try:
+        users = await asyncio.gather(*(graph.gateway.get_user(m) for m in [first, second] * 10))
+    finally:
+        await graph.world.set_latency(0)
+    assert len(users) == 20
+    # Exactly 4: never more, and the limit is per mailbox (not 4 for the whole process).
+    assert await graph.world.peak_concurrency(first) == 4
+    assert await graph.world.peak_concurrency(second) == 4
+
+
+# --- mail ----------------------------------------------------------------------------------
+
+
+async def test_folder_paths_resolve_by_well_known_or_display_name(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    invoices = await graph.world.add_mail_folder(mailbox, "Inbox/Invoices")
+    found = await graph.gateway.resolve_folder_path(mailbox, "Inbox/Invoices")
+    assert found.id == invoices
+    assert (await graph.gateway.resolve_folder_path(mailbox, "inbox/INVOICES")).id == invoices
+    with pytest.raises(NotFound, match="Missing"):
+        await graph.gateway.resolve_folder_path(mailbox, "Inbox/Missing")
+
+
+async def test_mail_lists_with_attachments_streamed_in_chunks(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    folder = await graph.world.add_mail_folder(mailbox, "Inbox/Import")
+    pdf = bytes(range(256)) * 1000  # 256,000 bytes
+    message_id = await graph.world.deliver_mail(
+        mailbox,
+        "Inbox/Import",
+        "Invoice 42",
+        "billing@supplier.example",
+        [
+            SeedAttachment("invoice.pdf", "application/pdf", pdf),
+            SeedAttachment("logo.png", "image/png", b"\x89PNG...", is_inline=True, content_id="logo"),
+        ],
+    )
+    messages = [m async for m in graph.gateway.list_messages(mailbox, folder)]
+    assert [(m.id, m.subject, m.has_attachments) for m in messages] == [(message_id, "Invoice 42", True)]
+    attachments = {a.name: a for a in await graph.gateway.list_attachments(mailbox, message_id)}
+    assert attachments["invoice.pdf"].size == len(pdf)
+    assert attachments["invoice.pdf"].kind is AttachmentKind.FILE
+    assert not attachments["invoice.pdf"].is_inline
+    assert attachments["logo.png"].is_inline
+    chunks = [
+        c
+        async for c in graph.gateway.stream_attachment(
+            mailbox, message_id, attachments["invoice.pdf"].id, chunk_size=64 * 1024
+        )
+    ]
+    assert b"".join(chunks) == pdf
+    assert len(chunks) >= 4
+    assert max(map(len, chunks)) <= 64 * 1024
+
+
+async def test_stopping_a_stream_early_releases_the_mailbox(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    await graph.world.add_mail_folder(mailbox, "Inbox")
+    message_id = await graph.world.deliver_mail(
+        mailbox,
+        "Inbox",
+        "big",
+        "x@supplier.example",
+        [SeedAttachment("big.bin", "application/octet-stream", b"x" * 300_000)],
+    )
+    (attachment,) = await graph.gateway.list_attachments(mailbox, message_id)
+    for _ in range(6):  # more than 4: a leaked slot per abandoned stream would hang here
+        async with aclosing(
+            graph.gateway.stream_attachment(mailbox, message_id, attachment.id, chunk_size=1000)
+        ) as s:
+            async for _chunk in s:
+                break
+    assert (await asyncio.wait_for(graph.gateway.get_user(mailbox), 5)).user_principal_name
+
+
+async def test_a_moved_message_keeps_its_id(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    inbox = await graph.world.add_mail_folder(mailbox, "Inbox")
+    archive = await graph.world.add_mail_folder(mailbox, "Archive/Imported")
+    message_id = await graph.world.deliver_mail(mailbox, "Inbox", "to archive", "x@supplier.example")
+    moved = await graph.gateway.move_message(mailbox, message_id, archive)
+    assert moved.id == message_id
+    assert moved.parent_folder_id == archive
+    assert [m.id async for m in graph.gateway.list_messages(mailbox, archive)] == [message_id]
+    assert message_id not in [m.id async for m in graph.gateway.list_messages(mailbox, inbox)]
+
+
+async def test_forward_and_send_mail_leave_the_mailbox(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    await graph.world.add_mail_folder(mailbox, "Inbox")
+    message_id = await graph.world.deliver_mail(mailbox, "Inbox", "no attachment", "x@supplier.example")
+    await graph.gateway.forward_message(mailbox, message_id, ["erp@customer.example"], "No attachment found")
+    await graph.gateway.send_mail(
+        mailbox, OutgoingMail(subject="Receipt", body="Thanks", to=("host@customer.example",))
+    )
+    sent = await graph.world.sent_mail(mailbox)
+    assert [(s.kind, s.to) for s in sent] == [
+        ("forward", ("erp@customer.example",)),
+        ("send", ("host@customer.example",)),
+    ]
+    assert sent[1].subject == "Receipt"
+
+
+async def test_message_delta_gives_the_folder_first_then_only_changes(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    folder = await graph.world.add_mail_folder(mailbox, "Inbox/Import")
+    archive = await graph.world.add_mail_folder(mailbox, "Archive")
+    first = await graph.world.deliver_mail(mailbox, "Inbox/Import", "one", "x@supplier.example")
+
+    async def round_(link: str | None) -> tuple[list[Message | Removed], str]:
+        items: list[Message | Removed] = []
+        last = ""
+        async for page in graph.gateway.message_delta(mailbox, folder, delta_link=link):
+            items.extend(page.items)
+            last = page.delta_link or last
+        assert last
+        return items, last
+
+    items, link = await round_(None)
+    assert [i.id for i in items] == [first]
+    second = await graph.world.deliver_mail(mailbox, "Inbox/Import", "two", "x@supplier.example")
+    await graph.gateway.move_message(mailbox, first, archive)
+    items, _ = await round_(link)
+    assert {i.id for i in items if isinstance(i, Message)} == {second}
+    assert {i.id for i in items if isinstance(i, Removed)} == {first}
