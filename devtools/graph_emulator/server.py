@@ -24,14 +24,17 @@ from typing import Any
 
 from aiohttp import web
 
+from devtools.graph_emulator.batch import BatchModule
 from devtools.graph_emulator.calendar_module import CalendarModule
 from devtools.graph_emulator.calendar_ops import Calendars
 from devtools.graph_emulator.context import EmulatorContext
 from devtools.graph_emulator.control import ControlModule
 from devtools.graph_emulator.directory import App, FederatedCredential, ManagedIdentity, Tenant, User
 from devtools.graph_emulator.identity import IdentityPlatform
+from devtools.graph_emulator.mail_module import MailModule
 from devtools.graph_emulator.middleware import Pipeline
 from devtools.graph_emulator.routing import ControlRouter, EmulatorModule, GraphRouter
+from devtools.graph_emulator.subscriptions import SubscriptionsModule
 from devtools.graph_emulator.throttling import Fault, FaultKind, MailboxCounters
 from devtools.graph_emulator.uploads import UploadSessions
 from devtools.graph_emulator.users import UsersModule
@@ -44,7 +47,7 @@ CLIENT_MAX_SIZE = 160 * 1024 * 1024
 
 def default_modules() -> list[EmulatorModule]:
     """The domain modules every emulator runs. Add new domains (mail, subscriptions, $batch) here."""
-    return [UsersModule(), CalendarModule()]
+    return [UsersModule(), CalendarModule(), MailModule(), SubscriptionsModule(), BatchModule()]
 
 
 class GraphEmulator:
