@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
+# Cheap imports only: the port, the limiter and the options. msgraph-sdk, kiota and httpx load
+# when the first gateway is opened (`Container.graph_for`), not when `function_app` is imported.
+from core.graph import GraphGateway, MailboxLimiter
+from core.graph.client import GraphClientOptions
 from core.health import Probe
 from core.observability import configure_logging
 from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
 from core.settings import Settings, StorageSettings
 from core.store import Tables, open_tables
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,11 @@ class Container:
     secrets: CachedSecretStore
     queues: QueueServiceClient
     blobs: BlobServiceClient
+    graph_options: GraphClientOptions = field(default_factory=GraphClientOptions)
+    # One per process: Exchange allows 4 concurrent requests per app and mailbox, and the
+    # process may hold several gateways for a tenant at once (concurrent invocations), so every
+    # gateway the container opens draws from this one limiter.
+    mailbox_limiter: MailboxLimiter = field(default_factory=MailboxLimiter)
     clock: Clock = field(default=utc_now)
     _prepared: bool = field(default=False, init=False, repr=False)
     _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
@@ -64,6 +76,16 @@ class Container:
 
         return {"tables": tables, "queues": queues, "blobs": blobs}
 
+    def graph_for(self, credential: AsyncTokenCredential) -> GraphGateway:
+        """A Graph gateway for one tenant's app credential, with the settings' base URL, CA,
+        timeout and retry budget, sharing the process's mailbox limiter. The caller closes the
+        gateway when done (the credential stays the caller's)."""
+        from core.graph.gateway import open_gateway
+        from core.graph.sender import RetryPolicy
+
+        retry = RetryPolicy(max_total_wait=self.settings.graph_retry_budget_seconds)
+        return open_gateway(credential, self.graph_options, limiter=self.mailbox_limiter, retry=retry)
+
     async def close(self) -> None:
         await asyncio.gather(
             self.tables.close(), self.secrets.close(), self.queues.close(), self.blobs.close()
@@ -86,6 +108,16 @@ def _storage_client(cls: type[C], storage: StorageSettings, service: str) -> C:
     return cls(account_url=storage.service_uri(service), credential=credential)
 
 
+def graph_client_options(settings: Settings) -> GraphClientOptions:
+    """Where Graph is and how to reach it, from GRAPH_BASE_URL, GRAPH_CA_BUNDLE and
+    GRAPH_TIMEOUT_SECONDS."""
+    return GraphClientOptions(
+        base_url=settings.graph_base_url,
+        ca_bundle=str(settings.graph_ca_bundle) if settings.graph_ca_bundle else None,
+        timeout_seconds=settings.graph_timeout_seconds,
+    )
+
+
 def build_container(settings: Settings) -> Container:
     """Wire the adapters for `settings`. No I/O happens here (see `Container.prepare`)."""
     configure_logging(settings.log_level)
@@ -95,6 +127,7 @@ def build_container(settings: Settings) -> Container:
         secrets=build_secret_store(settings),
         queues=_storage_client(QueueServiceClient, settings.storage, "queue"),
         blobs=_storage_client(BlobServiceClient, settings.storage, "blob"),
+        graph_options=graph_client_options(settings),
     )
 
 

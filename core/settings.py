@@ -7,12 +7,15 @@ locally). `Settings.from_env` reports every missing or invalid setting in one
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from croniter import croniter
 from pydantic import (
@@ -135,6 +138,52 @@ def _valid_table_prefix(value: str) -> str:
 Ncrontab = Annotated[str, AfterValidator(_valid_ncrontab)]
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _valid_graph_base_url(value: str) -> str:
+    # Tokens and mail go to this URL: https only, except plain http on loopback (a local test
+    # server). The SDK fills `{+baseurl}` with it, so it must be exactly scheme://host/version.
+    parts = urlsplit(value.strip())
+    host = parts.hostname or ""
+    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
+        raise ValueError("must be an https:// URL (http:// only on loopback)")
+    if not host or parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must be scheme://host[:port]/version, nothing more")
+    if parts.path.strip("/") == "":
+        raise ValueError("must end in the Graph API version, e.g. https://graph.microsoft.com/v1.0")
+    return value.strip().rstrip("/")
+
+
+def _valid_authority_host(value: str) -> str:
+    # azure-identity refuses a non-TLS authority ("must be a TLS protected (https) URL"; FACTS):
+    # fail at start-up with the setting's name rather than at the first token request.
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be an https:// URL, e.g. https://login.microsoftonline.com")
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be the identity platform's host only (https://host[:port]), no path")
+    return value.strip().rstrip("/")
+
+
+def _valid_ca_bundle(value: Path) -> Path:
+    # Loaded now so that a wrong path or a non-PEM file is named at start-up, not as a TLS
+    # failure on the first Graph call.
+    if not value.is_file():
+        raise ValueError("must be the path of a PEM file of CA certificates (no such file)")
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(value))
+    except (ssl.SSLError, OSError, ValueError):
+        raise ValueError("is not a readable PEM file of CA certificates") from None
+    return value
+
+
 class Settings(BaseModel):
     """Every setting the app reads. Field aliases are the environment variable names."""
 
@@ -152,6 +201,23 @@ class Settings(BaseModel):
     housekeeping_schedule: Ncrontab = Field("0 17 3 * * *", alias="HOUSEKEEPING_SCHEDULE")
     run_retention_days: int = Field(30, ge=1, le=3650, alias="RUN_RETENTION_DAYS")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", alias="LOG_LEVEL")
+    # Microsoft Graph. Locally the base URL, authority and CA point at the Graph emulator
+    # (devtools/graph_emulator): the same gateway code runs against it.
+    graph_base_url: Annotated[str, AfterValidator(_valid_graph_base_url)] = Field(
+        "https://graph.microsoft.com/v1.0", alias="GRAPH_BASE_URL"
+    )
+    graph_authority_host: Annotated[str, AfterValidator(_valid_authority_host)] = Field(
+        "https://login.microsoftonline.com", alias="GRAPH_AUTHORITY_HOST"
+    )
+    # Trusted in addition to the public roots (the emulator's generated CA, or a corporate
+    # TLS-inspecting proxy's).
+    graph_ca_bundle: Annotated[Path, AfterValidator(_valid_ca_bundle)] | None = Field(
+        None, alias="GRAPH_CA_BUNDLE"
+    )
+    # How long one Graph request may spend waiting on Retry-After and backoff before the caller
+    # gets Throttled/GraphUnavailable and requeues; bounded well below a queue invocation's time.
+    graph_retry_budget_seconds: float = Field(60.0, ge=0, le=600, alias="GRAPH_RETRY_BUDGET_SECONDS")
+    graph_timeout_seconds: float = Field(30.0, gt=0, le=300, alias="GRAPH_TIMEOUT_SECONDS")
     version: str = __version__
 
     @model_validator(mode="after")

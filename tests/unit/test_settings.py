@@ -9,6 +9,7 @@ import pytest
 
 from core.errors import SettingsError
 from core.settings import AZURITE_KEY, SecretsProvider, Settings, azurite_connection_string
+from devtools.tls import generate_tls
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
@@ -84,3 +85,87 @@ def test_local_settings_example_lists_every_setting_with_a_working_value() -> No
     known = {f.alias for f in Settings.model_fields.values() if f.alias}
     assert known <= set(example), f"missing from the example: {sorted(known - set(example))}"
     Settings.from_env(example)  # the example works as it is
+
+
+# --- Microsoft Graph ---------------------------------------------------------------------------
+
+
+def test_given_no_graph_settings_when_built_then_they_point_at_microsoft_graph() -> None:
+    settings = Settings.from_env(AZURITE)
+    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.graph_authority_host == "https://login.microsoftonline.com"
+    assert settings.graph_ca_bundle is None
+    assert (settings.graph_retry_budget_seconds, settings.graph_timeout_seconds) == (60, 30)
+
+
+def test_given_the_emulators_graph_settings_when_built_then_they_are_taken(tmp_path: Path) -> None:
+    tls = generate_tls(tmp_path)
+    settings = Settings.from_env(
+        {
+            **AZURITE,
+            "GRAPH_BASE_URL": "https://127.0.0.1:8443/v1.0/",
+            "GRAPH_AUTHORITY_HOST": "https://127.0.0.1:8443/",
+            "GRAPH_CA_BUNDLE": str(tls.ca_cert),
+            "GRAPH_RETRY_BUDGET_SECONDS": "0.5",
+            "GRAPH_TIMEOUT_SECONDS": "5",
+        }
+    )
+    # Trailing slashes go: the SDK appends paths to the base URL (a double slash breaks them).
+    assert settings.graph_base_url == "https://127.0.0.1:8443/v1.0"
+    assert settings.graph_authority_host == "https://127.0.0.1:8443"
+    assert settings.graph_ca_bundle == tls.ca_cert
+    assert (settings.graph_retry_budget_seconds, settings.graph_timeout_seconds) == (0.5, 5)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/v1.0", "http://localhost/v1.0", "http://[::1]:80/beta"]
+)
+def test_given_plain_http_on_loopback_when_built_then_the_base_url_is_accepted(url: str) -> None:
+    assert Settings.from_env({**AZURITE, "GRAPH_BASE_URL": url}).graph_base_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://graph.microsoft.com/v1.0", "must be an https:// URL (http:// only on loopback)"),
+        ("http://10.0.0.5/v1.0", "must be an https:// URL"),
+        ("https://graph.microsoft.com", "must end in the Graph API version"),
+        ("https://graph.microsoft.com/v1.0?x=1", "nothing more"),
+        ("https://user:pw@graph.microsoft.com/v1.0", "nothing more"),
+        ("graph.microsoft.com/v1.0", "must be an https:// URL"),
+    ],
+)
+def test_given_a_bad_graph_base_url_when_built_then_the_error_names_it(url: str, says: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({**AZURITE, "GRAPH_BASE_URL": url})
+    assert len(err.value.problems) == 1
+    assert err.value.problems[0].startswith("GRAPH_BASE_URL ")
+    assert says in err.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    "authority", ["http://login.microsoftonline.com", "https://login.microsoftonline.com/tenant", "login"]
+)
+def test_given_a_bad_authority_host_when_built_then_the_error_names_it(authority: str) -> None:
+    # azure-identity refuses a non-TLS authority; a path would be taken for a tenant.
+    with pytest.raises(SettingsError, match="GRAPH_AUTHORITY_HOST must be"):
+        Settings.from_env({**AZURITE, "GRAPH_AUTHORITY_HOST": authority})
+
+
+def test_given_a_missing_or_non_pem_ca_bundle_when_built_then_the_error_names_it(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="GRAPH_CA_BUNDLE must be the path of a PEM file"):
+        Settings.from_env({**AZURITE, "GRAPH_CA_BUNDLE": str(tmp_path / "missing.pem")})
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate")
+    with pytest.raises(SettingsError, match="GRAPH_CA_BUNDLE is not a readable PEM file"):
+        Settings.from_env({**AZURITE, "GRAPH_CA_BUNDLE": str(not_pem)})
+
+
+def test_given_out_of_range_graph_durations_when_built_then_each_is_named() -> None:
+    env = {**AZURITE, "GRAPH_RETRY_BUDGET_SECONDS": "-1", "GRAPH_TIMEOUT_SECONDS": "0"}
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env)
+    assert sorted(p.split()[0] for p in err.value.problems) == [
+        "GRAPH_RETRY_BUDGET_SECONDS",
+        "GRAPH_TIMEOUT_SECONDS",
+    ]
