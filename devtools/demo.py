@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -22,9 +23,75 @@ from typing import Any
 import aiohttp
 
 from devtools.azurite import Azurite
+from devtools.graph_emulator import GraphEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_TENANT = "demo-tenant"
+DEMO_DOMAIN = "contoso-demo.onmicrosoft.com"
+DEMO_PERMISSIONS = (
+    "Calendars.ReadWrite",
+    "Mail.ReadWrite",
+    "Mail.Send",
+    "MailboxSettings.Read",
+    "User.Read.All",
+)
+
+
+class DemoTenant:
+    """The demo's Microsoft 365 tenant in the Graph emulator: an app registration with the
+    product's permissions granted, two people, and a calendar with single and recurring events."""
+
+    def __init__(self, graph: GraphEmulator) -> None:
+        self.graph = graph
+        self.tenant = graph.add_tenant(name="Contoso (demo)", domain=DEMO_DOMAIN)
+        self.secret = secrets.token_urlsafe(24)
+        self.app = graph.add_app(
+            self.tenant.id, secrets=[self.secret], application_permissions=DEMO_PERMISSIONS
+        )
+        self.adele = graph.add_user(self.tenant.id, f"adele@{DEMO_DOMAIN}", display_name="Adele Vance")
+        self.grady = graph.add_user(self.tenant.id, f"grady@{DEMO_DOMAIN}", display_name="Grady Archie")
+        day = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+        self.event_ids = [
+            graph.calendar.create_event(self.adele, _event(f"Customer visit {i}", day + timedelta(days=i)))[
+                0
+            ].id
+            for i in (1, 2, 3)
+        ]
+        weekly = _event("Weekly planning", day + timedelta(days=1, hours=4))
+        weekly["recurrence"] = {
+            "pattern": {
+                "type": "weekly",
+                "interval": 1,
+                "daysOfWeek": [(day + timedelta(days=1)).strftime("%A").lower()],
+            },
+            "range": {
+                "type": "numbered",
+                "startDate": (day + timedelta(days=1)).date().isoformat(),
+                "numberOfOccurrences": 4,
+            },
+        }
+        graph.calendar.create_event(self.adele, weekly)
+
+    def credential(self) -> Any:
+        from azure.identity.aio import ClientSecretCredential
+
+        return ClientSecretCredential(
+            self.tenant.id,
+            self.app.client_id,
+            self.secret,
+            authority=self.graph.authority,
+            disable_instance_discovery=True,
+            connection_verify=str(self.graph.ca_cert),
+        )
+
+
+def _event(subject: str, start: datetime) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "showAs": "busy",
+    }
 
 
 def _port_free(port: int) -> bool:
@@ -94,6 +161,96 @@ async def job_housekeeping(http: aiohttp.ClientSession, base_url: str, master_ke
     raise SystemExit(1)
 
 
+async def job_graph(demo: DemoTenant) -> None:
+    """The Graph gateway against the emulator, as the calendar sync will use it: a full delta
+    round, then a person edits Outlook and the next round brings only the changes."""
+    from core.bootstrap import container
+    from core.graph.model import Removed
+
+    app = await container()
+    mailbox = demo.adele.user_principal_name
+    start, end = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=60)
+    credential = demo.credential()
+    gateway = app.graph_for(credential)
+    try:
+        pages, events, delta_link = 0, [], None
+        async for page in gateway.calendar_delta(
+            mailbox, None, start=start, end=end, delta_link=None, page_size=4
+        ):
+            pages += 1
+            events += [item for item in page.items if not isinstance(item, Removed)]
+            delta_link = page.delta_link or delta_link
+        occurrences = sum(1 for e in events if e.series_master_id)
+        say(
+            f"✓ job graph: token for {demo.app.client_id[:8]}… from the emulated Entra ID; "
+            f"calendarView/delta for {mailbox}: {len(events)} events ({occurrences} occurrences of a weekly "
+            f"series) in {pages} pages, delta link kept"
+        )
+        # Adele edits one appointment in Outlook and deletes another.
+        demo.graph.calendar.update_event(demo.adele, demo.event_ids[0], {"subject": "Customer visit (moved)"})
+        demo.graph.calendar.delete_event(demo.adele, demo.event_ids[1])
+        changed = removed = 0
+        async for page in gateway.calendar_delta(mailbox, None, start=start, end=end, delta_link=delta_link):
+            removed += sum(1 for item in page.items if isinstance(item, Removed))
+            changed += sum(1 for item in page.items if not isinstance(item, Removed))
+        counters = demo.graph.counters(mailbox)
+        say(
+            f"✓ job graph: after an edit and a delete in Outlook the next round brought {changed} changed "
+            f"and {removed} removed; the emulator counted {counters.requests} requests, "
+            f"at most {counters.max_concurrent} at once, {counters.bytes_out:,} bytes"
+        )
+    finally:
+        await gateway.close()
+        await credential.close()
+
+
+async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.Event | None) -> None:
+    """The Graph emulator and the local Functions host on top of a running Azurite; the jobs;
+    then serve until `stop` is set (or return at once without one)."""
+    async with GraphEmulator(directory=demo_dir / "graph") as graph:
+        demo = DemoTenant(graph)
+        say("m365-bridge demo — local stack")
+        for service, service_port in sorted(azurite.ports.items()):
+            say(f"  Azurite {service:<5} http://127.0.0.1:{service_port}/devstoreaccount1")
+        say(f"  Graph emulator {graph.graph_url}  (Entra ID {graph.authority}, CA {graph.ca_cert})")
+        say(
+            f"  demo tenant {demo.tenant.id} ({DEMO_DOMAIN}), users {demo.adele.user_principal_name}, "
+            f"{demo.grady.user_principal_name}"
+        )
+        env = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "BRIDGE_TABLE_PREFIX": "demo",
+            "SECRETS_PROVIDER": "local",
+            "LOCAL_SECRETS_DIR": str(demo_dir / "secrets"),
+            "HOUSEKEEPING_SCHEDULE": os.environ.get("HOUSEKEEPING_SCHEDULE", "0 17 3 * * *"),
+            "RUN_RETENTION_DAYS": "30",
+            "GRAPH_BASE_URL": graph.graph_url,
+            "GRAPH_AUTHORITY_HOST": graph.authority,
+            "GRAPH_CA_BUNDLE": str(graph.ca_cert),
+        }
+        os.environ.update(env)  # the app reads its settings from the process environment
+
+        import function_app
+        from core import bootstrap
+        from devtools.funchost import FunctionHost
+
+        port = port if port == 0 or _port_free(port) else 0
+        async with FunctionHost(function_app.app, host_json=ROOT / "host.json", port=port, env=env) as host:
+            for line in host.describe():
+                say(line)
+            say()
+            async with aiohttp.ClientSession() as http:
+                await job_health(http, host.base_url, host.function_key)
+                await job_housekeeping(http, host.base_url, host.master_key)
+            await job_graph(demo)
+            if stop is not None:
+                say()
+                say(f"ready: serving {host.base_url} — Ctrl-C stops every process")
+                await stop.wait()
+            await bootstrap.reset()
+        say("stopped: functions host")
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--port", type=int, default=7071, help="host port (0: any free port)")
@@ -108,37 +265,10 @@ async def main(argv: list[str] | None = None) -> int:
     demo_dir = ROOT / ".local" / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     with Azurite() as azurite:
-        say("m365-bridge demo — local stack")
-        for service, port in sorted(azurite.ports.items()):
-            say(f"  Azurite {service:<5} http://127.0.0.1:{port}/devstoreaccount1")
-        env = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "BRIDGE_TABLE_PREFIX": "demo",
-            "SECRETS_PROVIDER": "local",
-            "LOCAL_SECRETS_DIR": str(demo_dir / "secrets"),
-            "HOUSEKEEPING_SCHEDULE": os.environ.get("HOUSEKEEPING_SCHEDULE", "0 17 3 * * *"),
-            "RUN_RETENTION_DAYS": "30",
-        }
-        os.environ.update(env)  # the app reads its settings from the process environment
-
-        import function_app
-        from core import bootstrap
-        from devtools.funchost import FunctionHost
-
-        port = args.port if args.port == 0 or _port_free(args.port) else 0
-        async with FunctionHost(function_app.app, host_json=ROOT / "host.json", port=port, env=env) as host:
-            for line in host.describe():
-                say(line)
-            say()
-            async with aiohttp.ClientSession() as http:
-                await job_health(http, host.base_url, host.function_key)
-                await job_housekeeping(http, host.base_url, host.master_key)
-            if not args.once:
-                say()
-                say(f"ready: serving {host.base_url} — Ctrl-C stops every process")
-                await stop.wait()
-            await bootstrap.reset()
-        say("stopped: functions host")
+        try:
+            await run_stack(azurite, demo_dir, args.port, None if args.once else stop)
+        finally:
+            say("stopped: Graph emulator")
     say("stopped: Azurite")
     return 0
 

@@ -50,10 +50,18 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
         ports = [int(p) for p in re.findall(r"Azurite \w+ +http://127\.0\.0\.1:(\d+)", output)]
         host_port = int(re.search(r"Functions host running at http://127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]
         assert len(ports) == 3
+        ports.append(int(re.search(r"Graph emulator https://127\.0\.0\.1:(\d+)", output).group(1)))  # type: ignore[union-attr]
         assert all(_listening(p) for p in [*ports, host_port])
         assert re.search(r"^✓ job health: HTTP 200 ok", output, re.M), output
         assert re.search(r"^✓ job housekeeping: .* succeeded, pruned 2 runs", output, re.M), output
         assert "/api/v1/health" in output
+        assert re.search(r"^  Graph emulator https://127\.0\.0\.1:\d+/v1\.0", output, re.M), output
+        assert re.search(r"^✓ job graph: .* 7 events \(4 occurrences of a weekly series\)", output, re.M), (
+            output
+        )
+        assert re.search(
+            r"^✓ job graph: after an edit and a delete .* 1 changed and 1 removed", output, re.M
+        ), output
 
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
@@ -62,5 +70,6 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, rest
+    assert "stopped: Graph emulator" in rest
     assert "stopped: Azurite" in rest
     assert not any(_listening(p) for p in [*ports, host_port])
