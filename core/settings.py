@@ -138,7 +138,8 @@ def _valid_table_prefix(value: str) -> str:
 Ncrontab = Annotated[str, AfterValidator(_valid_ncrontab)]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (where plain http is allowed for tests)."""
     if host == "localhost":
         return True
     try:
@@ -152,7 +153,7 @@ def _valid_graph_base_url(value: str) -> str:
     # server). The SDK fills `{+baseurl}` with it, so it must be exactly scheme://host/version.
     parts = urlsplit(value.strip())
     host = parts.hostname or ""
-    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(host)):
         raise ValueError("must be an https:// URL (http:// only on loopback)")
     if not host or parts.username or parts.password or parts.query or parts.fragment:
         raise ValueError("must be scheme://host[:port]/version, nothing more")

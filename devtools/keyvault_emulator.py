@@ -33,8 +33,6 @@ import json
 import re
 import secrets
 import signal
-import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -46,7 +44,8 @@ from typing import Any
 from aiohttp import web
 from azure.core.credentials import AccessToken
 
-from devtools.tls import TlsFiles, generate_tls
+from devtools.tls import TlsFiles
+from devtools.tls_server import LoopbackTlsServer
 
 DEFAULT_TENANT_ID = "00000000-0000-4000-8000-00000000c0de"
 MAX_VALUE_BYTES = 25 * 1024  # the service's limit for a secret value
@@ -106,7 +105,7 @@ class _Fault:
     echo_body: bool
 
 
-class KeyVaultEmulator:
+class KeyVaultEmulator(LoopbackTlsServer):
     """A stateful in-memory Key Vault on `https://127.0.0.1:<port>/`.
 
     `accepted_tokens` is the set of bearer tokens it accepts (mutable: tests may revoke one).
@@ -126,85 +125,31 @@ class KeyVaultEmulator:
         resource: str | None = None,
         recoverable_days: int = 90,
     ) -> None:
+        super().__init__(host=host, port=port, tls=tls, directory=directory)
         self.accepted_tokens: set[str] = set(accepted_tokens)
-        self.host = host
         self.tenant_id = tenant_id
         self.recoverable_days = recoverable_days
         self.requests: list[RecordedRequest] = []
-        self._requested_port = port
-        self._port: int | None = None
-        self._tls = tls
-        self._directory = directory
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._resource_override = resource
-        self._runner: web.AppRunner | None = None
         self._secrets: dict[str, _Secret] = {}  # keyed by lower-case name: names are case-insensitive
         self._deleted: dict[str, _Deleted] = {}
         self._faults: list[_Fault] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> KeyVaultEmulator:
-        if self._tls is None:
-            if self._directory is None:
-                self._tempdir = tempfile.TemporaryDirectory(prefix="kv-emulator-")
-                self._directory = Path(self._tempdir.name)
-            self._tls = generate_tls(self._directory)
+    kind = "Key Vault emulator"
+
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._record, self._authenticate, self._inject_faults])
         self._add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        # Bind the socket ourselves: with port 0 the kernel picks a free port and we read it
-        # back, with no pick-then-bind race and no reaching into aiohttp's internals.
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.bind((self.host, self._requested_port))
-        except OSError:
-            sock.close()
-            await self._runner.cleanup()
-            raise
-        self._port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock, ssl_context=self._tls.server_context()).start()
-        return self
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-        self._port = None
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-            self._tempdir = None
-            self._directory = None
-            self._tls = None
-
-    async def __aenter__(self) -> KeyVaultEmulator:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+        return app
 
     # -- what clients need -------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the Key Vault emulator is not running")
-        return self._port
-
-    @property
     def url(self) -> str:
         """The vault URL, e.g. `https://127.0.0.1:53211/` (what `SecretClient` takes)."""
-        return f"{self._base}/"
-
-    @property
-    def ca_cert(self) -> Path:
-        if self._tls is None:
-            raise RuntimeError("the Key Vault emulator is not running")
-        return self._tls.ca_cert
+        return f"{super().url}/"
 
     @property
     def resource(self) -> str:
@@ -423,8 +368,7 @@ class KeyVaultEmulator:
 
     @property
     def _base(self) -> str:
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return f"https://{host}:{self.port}"
+        return super().url
 
     def _attributes(self, v: _Version) -> dict[str, Any]:
         attrs: dict[str, Any] = {

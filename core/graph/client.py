@@ -8,12 +8,12 @@ not pay. No SDK *model* module is imported at all (see `parse.py`).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from core.graph.errors import BadRequest
+from core.settings import is_loopback_host
 
 if TYPE_CHECKING:
     import ssl
@@ -42,21 +42,12 @@ class GraphClientOptions:
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_base_url(url: str) -> str:
     """`url` without a trailing slash, if it is an https URL with a version path (or an http
     one on loopback, which only tests use); else BadRequest."""
     parts = urlsplit(url.strip())
     host = parts.hostname or ""
-    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(host)):
         raise BadRequest("the Graph base URL must be an https:// URL")
     if not host or parts.username or parts.password or parts.query or parts.fragment:
         raise BadRequest("the Graph base URL must be scheme://host[:port]/version, nothing more")

@@ -39,6 +39,7 @@ from core.graph.model import (
     ShowAs,
     User,
 )
+from core.timezones import WINDOWS_TO_IANA
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -56,44 +57,8 @@ _ATTACHMENT_KINDS = {
 _fromiso = datetime.fromisoformat
 
 # Outlook reports Windows zone names unless asked for UTC (the gateway always asks with
-# `Prefer: outlook.timezone="UTC"`); these cover the fallback for the zones the product's
-# customers and their partners use. Anything else is tried as an IANA name.
-_WINDOWS_ZONES = {
-    "UTC": "UTC",
-    "Coordinated Universal Time": "UTC",
-    "tzone://Microsoft/Utc": "UTC",
-    "GMT Standard Time": "Europe/London",
-    "Greenwich Standard Time": "Atlantic/Reykjavik",
-    "W. Europe Standard Time": "Europe/Berlin",
-    "Romance Standard Time": "Europe/Paris",
-    "Central Europe Standard Time": "Europe/Budapest",
-    "Central European Standard Time": "Europe/Warsaw",
-    "E. Europe Standard Time": "Europe/Chisinau",
-    "FLE Standard Time": "Europe/Kiev",
-    "GTB Standard Time": "Europe/Bucharest",
-    "Russian Standard Time": "Europe/Moscow",
-    "Turkey Standard Time": "Europe/Istanbul",
-    "Israel Standard Time": "Asia/Jerusalem",
-    "South Africa Standard Time": "Africa/Johannesburg",
-    "Arabian Standard Time": "Asia/Dubai",
-    "India Standard Time": "Asia/Calcutta",
-    "China Standard Time": "Asia/Shanghai",
-    "Singapore Standard Time": "Asia/Singapore",
-    "Tokyo Standard Time": "Asia/Tokyo",
-    "Korea Standard Time": "Asia/Seoul",
-    "AUS Eastern Standard Time": "Australia/Sydney",
-    "New Zealand Standard Time": "Pacific/Auckland",
-    "Eastern Standard Time": "America/New_York",
-    "Central Standard Time": "America/Chicago",
-    "Mountain Standard Time": "America/Denver",
-    "US Mountain Standard Time": "America/Phoenix",
-    "Pacific Standard Time": "America/Los_Angeles",
-    "Alaskan Standard Time": "America/Anchorage",
-    "Hawaiian Standard Time": "Pacific/Honolulu",
-    "Atlantic Standard Time": "America/Halifax",
-    "Canada Central Standard Time": "America/Regina",
-    "E. South America Standard Time": "America/Sao_Paulo",
-}
+# `Prefer: outlook.timezone="UTC"`); the table is the fallback. Anything else is tried as IANA.
+_WINDOWS_ZONES = WINDOWS_TO_IANA
 _zones: dict[str, tzinfo | None] = {"UTC": UTC, "Etc/UTC": UTC, "Etc/GMT": UTC, "GMT": UTC}
 
 

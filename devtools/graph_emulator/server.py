@@ -15,11 +15,8 @@ emulator runs standalone (`python -m devtools.graph_emulator`).
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -38,7 +35,8 @@ from devtools.graph_emulator.subscriptions import SubscriptionsModule
 from devtools.graph_emulator.throttling import Fault, FaultKind, MailboxCounters
 from devtools.graph_emulator.uploads import UploadSessions
 from devtools.graph_emulator.users import UsersModule
-from devtools.tls import TlsFiles, generate_tls
+from devtools.tls import TlsFiles
+from devtools.tls_server import LoopbackTlsServer
 
 # Request bodies up to the largest thing Graph accepts in one request (a 150 MB upload chunk is
 # never that big, but a client may try): aiohttp's default of 1 MB would refuse 3 MB attachments.
@@ -50,7 +48,7 @@ def default_modules() -> list[EmulatorModule]:
     return [UsersModule(), CalendarModule(), MailModule(), SubscriptionsModule(), BatchModule()]
 
 
-class GraphEmulator:
+class GraphEmulator(LoopbackTlsServer):
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -61,13 +59,7 @@ class GraphEmulator:
         tls: TlsFiles | None = None,
         modules: Iterable[EmulatorModule] | None = None,
     ) -> None:
-        self.host = host
-        self._requested_port = port
-        self._port: int | None = None
-        self._tls = tls
-        self._directory = directory
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        self._runner: web.AppRunner | None = None
+        super().__init__(host=host, port=port, tls=tls, directory=directory)
         self.ctx = EmulatorContext(lambda: self.url)
         self.ctx.limits.latency_seconds = latency
         self.ctx.uploads = UploadSessions(self.ctx)
@@ -85,12 +77,9 @@ class GraphEmulator:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> GraphEmulator:
-        if self._tls is None:
-            if self._directory is None:
-                self._tempdir = tempfile.TemporaryDirectory(prefix="graph-emulator-")
-                self._directory = Path(self._tempdir.name)
-            self._tls = generate_tls(self._directory)
+    kind = "Graph emulator"
+
+    def build_app(self) -> web.Application:
         p = self.pipeline
         app = web.Application(
             middlewares=[p.envelope, p.loopback_only, p.authenticate, p.throttle],
@@ -102,54 +91,12 @@ class GraphEmulator:
         for module in [*self.modules, self._control]:
             module.graph_routes(graph_router)
             module.control_routes(control_router)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        # Bind the socket ourselves so port 0 gives a free port we can read back (no race).
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.bind((self.host, self._requested_port))
-        except OSError:
-            sock.close()
-            await self._runner.cleanup()
-            raise
-        self._port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock, ssl_context=self._tls.server_context()).start()
-        return self
+        return app
 
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-        await self.ctx.hooks.drain()
-        self._port = None
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-            self._tempdir = None
-            self._directory = None
-            self._tls = None
-
-    async def __aenter__(self) -> GraphEmulator:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+    async def after_stop(self) -> None:
+        await self.ctx.hooks.drain()  # deliver what the last requests triggered
 
     # -- what clients need -------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the Graph emulator is not running")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """e.g. https://127.0.0.1:53211 (no trailing slash)."""
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return f"https://{host}:{self.port}"
 
     @property
     def graph_url(self) -> str:
@@ -162,18 +109,6 @@ class GraphEmulator:
         return self.url
 
     authority_host = authority
-
-    @property
-    def ca_cert(self) -> Path:
-        if self._tls is None:
-            raise RuntimeError("the Graph emulator is not running")
-        return self._tls.ca_cert
-
-    @property
-    def tls(self) -> TlsFiles:
-        if self._tls is None:
-            raise RuntimeError("the Graph emulator is not running")
-        return self._tls
 
     @property
     def identity_endpoint(self) -> str:

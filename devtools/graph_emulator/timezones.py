@@ -3,8 +3,7 @@
 Graph accepts Windows time-zone names ("W. Europe Standard Time") and IANA names
 ("Europe/Oslo") in `start.timeZone`, `end.timeZone`, `recurrence.range.recurrenceTimeZone` and
 `Prefer: outlook.timezone`, and echoes the name it was given. Python's `zoneinfo` only knows IANA
-names, so Windows names are mapped through the CLDR table (the subset below covers Europe, the
-Americas and the largest Asian/Pacific zones; add a row when a test needs another).
+names, so Windows names are mapped through the CLDR table (`core/timezones.py`).
 
 Graph writes local times with seven fractional digits and no offset
 ("2016-12-09T20:30:00.0000000"); the zone is in the sibling `timeZone` field.
@@ -15,43 +14,11 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.timezones import WINDOWS_TO_IANA
+
 UTC = dt.UTC
 
-# CLDR windowsZones.xml, territory "001" (the zone Windows means by default).
-WINDOWS_TO_IANA: dict[str, str] = {
-    "UTC": "UTC",
-    "Coordinated Universal Time": "UTC",
-    "GMT Standard Time": "Europe/London",
-    "Greenwich Standard Time": "Atlantic/Reykjavik",
-    "W. Europe Standard Time": "Europe/Berlin",
-    "Romance Standard Time": "Europe/Paris",
-    "Central Europe Standard Time": "Europe/Budapest",
-    "Central European Standard Time": "Europe/Warsaw",
-    "E. Europe Standard Time": "Europe/Chisinau",
-    "FLE Standard Time": "Europe/Kiev",
-    "GTB Standard Time": "Europe/Bucharest",
-    "Russian Standard Time": "Europe/Moscow",
-    "Turkey Standard Time": "Europe/Istanbul",
-    "Israel Standard Time": "Asia/Jerusalem",
-    "Arabian Standard Time": "Asia/Dubai",
-    "India Standard Time": "Asia/Calcutta",
-    "China Standard Time": "Asia/Shanghai",
-    "Singapore Standard Time": "Asia/Singapore",
-    "Tokyo Standard Time": "Asia/Tokyo",
-    "Korea Standard Time": "Asia/Seoul",
-    "AUS Eastern Standard Time": "Australia/Sydney",
-    "New Zealand Standard Time": "Pacific/Auckland",
-    "Eastern Standard Time": "America/New_York",
-    "Central Standard Time": "America/Chicago",
-    "Mountain Standard Time": "America/Denver",
-    "US Mountain Standard Time": "America/Phoenix",
-    "Pacific Standard Time": "America/Los_Angeles",
-    "Alaskan Standard Time": "America/Anchorage",
-    "Hawaiian Standard Time": "Pacific/Honolulu",
-    "Atlantic Standard Time": "America/Halifax",
-    "E. South America Standard Time": "America/Sao_Paulo",
-    "South Africa Standard Time": "Africa/Johannesburg",
-}
+# The one Windows → IANA table of the project (CLDR windowsZones.xml, territory 001).
 _BY_LOWER = {name.lower(): iana for name, iana in WINDOWS_TO_IANA.items()}
 
 

@@ -161,7 +161,9 @@ async def test_authorization_code_then_refresh_token_give_delegated_tokens_for_m
     redeems its refresh token."""
     graph = seed.graph
     graph.grant(seed.tenant.id, seed.app.client_id, "Calendars.ReadWrite", "User.Read", delegated=True)
-    graph.identity.token_lifetime_seconds = 1  # expires at once: the next call must refresh
+    # Short-lived, so the call after the sleep must refresh; 3 s rather than 1 so that a token
+    # cannot expire in flight on a loaded machine before the first calls land.
+    graph.identity.token_lifetime_seconds = 3
     redirect = "http://localhost:8400/callback"
     scopes = ["Calendars.ReadWrite", "User.Read", "offline_access"]
     code = graph.authorize(
@@ -185,7 +187,7 @@ async def test_authorization_code_then_refresh_token_give_delegated_tokens_for_m
     assert set(claims["scp"].split()) == {"Calendars.ReadWrite", "User.Read"}
     assert "roles" not in claims
     assert claims["oid"] == seed.megan.id
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(3.1)
     calendar = await client.me.calendar.get()
     assert calendar is not None
     assert calendar.owner is not None
