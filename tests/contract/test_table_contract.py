@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from azure.data.tables.aio import TableServiceClient
@@ -352,20 +353,39 @@ async def test_given_ten_concurrent_increments_when_mutating_then_all_ten_land(s
     assert final.value == 10
 
 
+class _ReadBarrier:
+    """The real store, except that every `get` waits until `parties` readers have read: so
+    concurrent writers all hold the same ETag before any of them writes, whatever the load."""
+
+    def __init__(self, inner: Any, parties: int) -> None:
+        self._inner = inner
+        self._barrier = asyncio.Barrier(parties)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def get(self, partition_key: str, row_key: str) -> Any:
+        row = await self._inner.get(partition_key, row_key)
+        await self._barrier.wait()
+        return row
+
+
 async def test_given_writers_that_give_up_when_mutating_then_no_successful_write_is_lost(store):
-    repo = Repository(store, Counter)
+    """GIVEN ten writers that all read the same version WHEN each tries once THEN exactly one
+    wins, nine get StaleEtag, and the stored value is the winner's (no lost update)."""
+    await Repository(store, Counter).insert(Counter(name="hits", scope="t1"))
+    repo = Repository(_ReadBarrier(store, 10), Counter)
     pk, rk = Counter.key("hits", "t1")
-    await repo.insert(Counter(name="hits", scope="t1"))
     results = await asyncio.gather(
         *(repo.mutate(pk, rk, increment, attempts=1) for _ in range(10)), return_exceptions=True
     )
     succeeded = [r for r in results if isinstance(r, Counter)]
-    assert all(isinstance(r, Counter | StaleEtag) for r in results)
-    assert succeeded, "at least the first writer wins"
-    assert len(succeeded) < 10, "all ten read before anyone wrote, so some must have lost the race"
-    final = await repo.get(pk, rk)
+    assert all(isinstance(r, Counter | StaleEtag) for r in results), results
+    assert len(succeeded) == 1
+    final = await Repository(store, Counter).get(pk, rk)
     assert final is not None
-    assert final.value == len(succeeded)
+    assert final.value == 1
+    assert final.etag == succeeded[0].etag
 
 
 async def test_given_a_record_read_twice_when_both_copies_are_saved_then_the_second_is_a_stale_etag(store):
