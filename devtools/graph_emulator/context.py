@@ -109,6 +109,11 @@ class GraphCall:
     mailbox_key: str | None = None  # as written in the path ("me" for /me)
     mailbox: User | None = None  # resolved in the caller's tenant; None if unknown
     applied_preferences: list[str] = field(default_factory=list)
+    # Set by the envelope: records the request in the mailbox counters. A streamed response
+    # calls it before its body goes out, so a client that has read the last byte never sees
+    # counters that do not include its request yet.
+    count: Callable[[web.StreamResponse | None], None] | None = None
+    counted: bool = False
 
     @property
     def caller(self) -> AuthContext:

@@ -100,6 +100,8 @@ async def stream_blob(request: web.Request, blob: Blob, content_type: str) -> we
         },
     )
     response.content_length = blob.size
+    if call.count is not None:
+        call.count(response)  # before the body: see GraphCall.count
     await response.prepare(request)
     chunks = blob.chunks(STREAM_CHUNK)
     while True:

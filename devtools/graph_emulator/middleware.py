@@ -73,6 +73,7 @@ class Pipeline:
         request_id = str(uuid.uuid4())
         call = GraphCall(request_id, request.headers.get("client-request-id") or request_id, Prefer())
         request[CALL] = call
+        call.count = lambda response: self._count(request, call, response)
         response: web.StreamResponse
         try:
             call.prefer = Prefer.parse(request)
@@ -108,8 +109,9 @@ class Pipeline:
 
     def _count(self, request: web.Request, call: GraphCall, response: web.StreamResponse | None) -> None:
         key = _mailbox_counter_key(call)
-        if key is None:
+        if key is None or call.counted:
             return
+        call.counted = True
         counters = self.ctx.counters.mailbox(key, call.mailbox.user_principal_name if call.mailbox else None)
         counters.requests += 1
         counters.bytes_in += request.content_length or 0

@@ -113,6 +113,8 @@ async def stream_bytes(request: web.Request, data: bytes, content_type: str) -> 
         },
     )
     response.content_length = len(data)
+    if call.count is not None:
+        call.count(response)  # before the body: see GraphCall.count
     await response.prepare(request)
     for start in range(0, len(data), CHUNK):
         await response.write(data[start : start + CHUNK])
