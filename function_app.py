@@ -2,9 +2,14 @@
 
 import azure.functions as func
 
-from functions import health, housekeeping
+from functions import delivery, events, health, housekeeping, operator, resources, runs
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
 app.register_functions(housekeeping.bp)
+app.register_functions(delivery.bp)
+app.register_functions(events.bp)
+app.register_functions(operator.bp)
+app.register_functions(resources.bp)
+app.register_functions(runs.bp)

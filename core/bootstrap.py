@@ -20,6 +20,14 @@ from azure.storage.queue.aio import QueueServiceClient
 from core.graph import GraphGateway, MailboxLimiter
 from core.graph.client import GraphClientOptions
 from core.health import Probe
+from core.host import (
+    AiohttpWebhookSender,
+    AzureDeliveryQueue,
+    DeliveryConfig,
+    Dispatcher,
+    Outbox,
+    WebhookSender,
+)
 from core.observability import configure_logging
 from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
@@ -45,6 +53,8 @@ class Container:
     # gateway the container opens draws from this one limiter.
     mailbox_limiter: MailboxLimiter = field(default_factory=MailboxLimiter)
     clock: Clock = field(default=utc_now)
+    # The host webhook client: one HTTP session per process (its connections are reused).
+    webhooks: WebhookSender = field(default_factory=AiohttpWebhookSender)
     _prepared: bool = field(default=False, init=False, repr=False)
     _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
@@ -86,9 +96,32 @@ class Container:
         retry = RetryPolicy(max_total_wait=self.settings.graph_retry_budget_seconds)
         return open_gateway(credential, self.graph_options, limiter=self.mailbox_limiter, retry=retry)
 
+    def delivery_queue(self) -> AzureDeliveryQueue:
+        """Nudges for the delivery trigger, and the poison queue of dead-lettered events."""
+        return AzureDeliveryQueue(self.queues)
+
+    def outbox(self) -> Outbox:
+        """Where capabilities emit events for their tenant's host."""
+        return Outbox(self.tables, self.delivery_queue(), clock=self.clock)
+
+    def dispatcher(self) -> Dispatcher:
+        """Delivers tenants' outboxes to their webhooks (the delivery queue trigger)."""
+        return Dispatcher(
+            self.tables,
+            self.secrets,
+            self.webhooks,
+            self.delivery_queue(),
+            DeliveryConfig.from_settings(self.settings),
+            clock=self.clock,
+        )
+
     async def close(self) -> None:
         await asyncio.gather(
-            self.tables.close(), self.secrets.close(), self.queues.close(), self.blobs.close()
+            self.tables.close(),
+            self.secrets.close(),
+            self.queues.close(),
+            self.blobs.close(),
+            self.webhooks.close(),
         )
 
 
@@ -128,6 +161,7 @@ def build_container(settings: Settings) -> Container:
         queues=_storage_client(QueueServiceClient, settings.storage, "queue"),
         blobs=_storage_client(BlobServiceClient, settings.storage, "blob"),
         graph_options=graph_client_options(settings),
+        webhooks=AiohttpWebhookSender(settings.webhook_timeout_seconds),
     )
 
 

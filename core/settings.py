@@ -21,6 +21,7 @@ from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -138,6 +139,19 @@ def _valid_table_prefix(value: str) -> str:
 Ncrontab = Annotated[str, AfterValidator(_valid_ncrontab)]
 
 
+def _sha256_digests(value: object) -> tuple[str, ...]:
+    # One or more SHA-256 hex digests, comma-separated (two while a key is being rotated).
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be SHA-256 hex digests, comma-separated")
+    digests = tuple(str(part).strip().lower() for part in value if str(part).strip())
+    for digest in digests:
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError("must be SHA-256 hex digests (64 hex characters each), comma-separated")
+    return digests
+
+
 def is_loopback_host(host: str) -> bool:
     """True for localhost and loopback addresses (where plain http is allowed for tests)."""
     if host == "localhost":
@@ -219,6 +233,25 @@ class Settings(BaseModel):
     # gets Throttled/GraphUnavailable and requeues; bounded well below a queue invocation's time.
     graph_retry_budget_seconds: float = Field(60.0, ge=0, le=600, alias="GRAPH_RETRY_BUDGET_SECONDS")
     graph_timeout_seconds: float = Field(30.0, gt=0, le=300, alias="GRAPH_TIMEOUT_SECONDS")
+    # The operator API's key as SHA-256 digest(s), so no secret sits in app settings; unset =
+    # the operator API refuses every call. `python -m core.operator_auth` makes a key.
+    operator_key_sha256: Annotated[tuple[str, ...], BeforeValidator(_sha256_digests)] = Field(
+        (), alias="BRIDGE_OPERATOR_KEY_SHA256"
+    )
+    # How long a tenant's previous API key keeps working after a rotation.
+    api_key_grace_hours: float = Field(24.0, ge=0, le=720, alias="API_KEY_GRACE_HOURS")
+    # Delivery to host webhooks (core/host). A failed POST is retried with exponential backoff
+    # and full jitter (base, doubling, capped) until the event is older than the retry budget,
+    # then dead-lettered; the 24 h default comfortably outlasts an hour-long host outage (R8).
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120, alias="WEBHOOK_TIMEOUT_SECONDS")
+    webhook_backoff_base_seconds: float = Field(2.0, gt=0, le=3600, alias="WEBHOOK_BACKOFF_BASE_SECONDS")
+    webhook_backoff_cap_seconds: float = Field(300.0, gt=0, le=86_400, alias="WEBHOOK_BACKOFF_CAP_SECONDS")
+    webhook_retry_budget_seconds: float = Field(
+        86_400.0, gt=0, le=30 * 86_400, alias="WEBHOOK_RETRY_BUDGET_SECONDS"
+    )
+    # How long a reserved outbox sequence may stay unwritten before readers close it as a gap.
+    outbox_gap_grace_seconds: float = Field(10.0, gt=0, le=3600, alias="OUTBOX_GAP_GRACE_SECONDS")
+    outbox_retention_days: int = Field(30, ge=1, le=3650, alias="OUTBOX_RETENTION_DAYS")
     version: str = __version__
 
     @model_validator(mode="after")
@@ -228,6 +261,12 @@ class Settings(BaseModel):
                 raise ValueError("KEY_VAULT_URI is missing: SECRETS_PROVIDER=keyvault needs the vault URI")
             if not self.key_vault_uri.startswith("https://"):
                 raise ValueError("KEY_VAULT_URI must be an https:// URL")
+        return self
+
+    @model_validator(mode="after")
+    def _backoff_cap_not_below_base(self) -> Settings:
+        if self.webhook_backoff_cap_seconds < self.webhook_backoff_base_seconds:
+            raise ValueError("WEBHOOK_BACKOFF_CAP_SECONDS must be at least WEBHOOK_BACKOFF_BASE_SECONDS")
         return self
 
     @classmethod
@@ -256,6 +295,9 @@ class Settings(BaseModel):
 
 
 _ENV_NAMES = {field.alias for field in Settings.model_fields.values() if field.alias is not None}
+# Settings whose wrong values are not repeated in errors: an operator may paste the key itself
+# where its digest belongs.
+_NOT_ECHOED = {"BRIDGE_OPERATOR_KEY_SHA256"}
 _PLACEHOLDER_STORAGE = StorageSettings(account_name="placeholder")
 
 
@@ -298,4 +340,6 @@ def _describe(err: Any) -> str:
         return f"{name} is not a known setting"
     value = err.get("input")
     shown = f" (got {value!r})" if isinstance(value, str) and len(value) < 100 else ""
+    if name in _NOT_ECHOED:
+        shown = ""
     return f"{name} {msg}{shown}"

@@ -14,4 +14,10 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(schedule="%HOUSEKEEPING_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def housekeeping(timer: func.TimerRequest) -> None:
     app = await container()
-    await run_housekeeping(app.tables.runs(), app.settings.run_retention_days, clock=app.clock)
+    await run_housekeeping(
+        app.tables.runs(),
+        app.settings.run_retention_days,
+        clock=app.clock,
+        outbox=app.tables,
+        outbox_retention_days=app.settings.outbox_retention_days,
+    )

@@ -15,14 +15,31 @@ from typing import Any
 
 import azure.functions as func
 
-from core.errors import SettingsError, StoreUnavailable
+from core.bootstrap import Container, container
+from core.errors import AlreadyExists, NotFound, SecretStoreError, SettingsError, StaleEtag, StoreUnavailable
 from core.observability import log_context
+from core.operator_auth import check_operator_key
+from core.request_errors import (
+    EditConflict,
+    InvalidInput,
+    ItemNotFound,
+    MalformedRequest,
+    PreconditionFailed,
+    RequestError,
+    TenantDisabled,
+    TenantInaccessible,
+    Unauthenticated,
+)
+from core.store.records import Tenant
+from core.tenants import TenantContext, authenticate
 
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://m365-bridge.dev/problems/"
 
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+TenantHandler = Callable[[func.HttpRequest, TenantContext], Awaitable[func.HttpResponse]]
+OperatorHandler = Callable[[func.HttpRequest, Container], Awaitable[func.HttpResponse]]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -41,6 +58,7 @@ def problem(
     *,
     slug: str | None = None,
     title: str | None = None,
+    headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> func.HttpResponse:
     """An RFC 9457 problem document. `slug` names the problem type; without one the type is
@@ -57,6 +75,7 @@ def problem(
         status_code=status,
         mimetype="application/problem+json",
         charset="utf-8",
+        headers=headers,
     )
 
 
@@ -73,12 +92,123 @@ def endpoint(handler: Handler) -> Handler:
             except SettingsError as exc:
                 log.error("app settings invalid: %s", exc)
                 return problem(503, str(exc), slug="misconfigured", title="Service misconfigured")
+            except RequestError as exc:
+                return request_problem(exc)
             except StoreUnavailable:
                 log.exception("storage unavailable")
                 return problem(503, "State storage is unreachable; retry later.", slug="storage-unavailable")
+            except (StaleEtag, AlreadyExists):
+                # a write lost a race the handler did not expect: the caller re-reads and retries
+                log.info("write conflict", exc_info=True)
+                return problem(
+                    409, "The item changed while the request was applied; re-read and retry.", slug="conflict"
+                )
+            except NotFound:
+                return problem(404, "The item no longer exists.", slug="not-found", title="Not found")
+            except SecretStoreError:
+                log.exception("secret store failed")
+                return problem(
+                    503, "The secret store is unavailable; retry later.", slug="secrets-unavailable"
+                )
             except Exception:
                 reference = uuid.uuid4().hex
                 log.exception("unhandled error", extra={"reference": reference})
                 return problem(500, f"Unexpected error; reference {reference}.", reference=reference)
 
     return wrapper
+
+
+# One problem type per request error; TenantInaccessible shares ItemNotFound's, so a key of
+# another tenant sees exactly what a missing tenant looks like.
+_REQUEST_PROBLEMS: tuple[tuple[type[RequestError], int, str, str], ...] = (
+    (MalformedRequest, 400, "malformed-request", "Malformed request"),
+    (InvalidInput, 422, "invalid-input", "Invalid input"),
+    (Unauthenticated, 401, "unauthenticated", "Unauthenticated"),
+    (TenantDisabled, 403, "tenant-disabled", "Tenant disabled"),
+    (ItemNotFound, 404, "not-found", "Not found"),
+    (TenantInaccessible, 404, "not-found", "Not found"),
+    (EditConflict, 409, "conflict", "Conflict"),
+    (PreconditionFailed, 412, "precondition-failed", "Precondition failed"),
+)
+
+
+def request_problem(exc: RequestError) -> func.HttpResponse:
+    """The problem for a request error; messages of request errors are written for callers."""
+    status, slug, title = next(
+        ((status, slug, title) for kind, status, slug, title in _REQUEST_PROBLEMS if isinstance(exc, kind)),
+        (400, "bad-request", "Bad request"),
+    )
+    if isinstance(exc, InvalidInput):
+        detail = "The request has invalid fields: " + str(exc)
+        return problem(status, detail, slug=slug, title=title, errors=[p.to_dict() for p in exc.problems])
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+    return problem(status, str(exc), slug=slug, title=title, headers=headers)
+
+
+def bearer_token(req: func.HttpRequest) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    scheme, _, token = (req.headers.get("Authorization") or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _named_like(wrapper: Handler, handler: Callable[..., Any]) -> None:
+    # Not functools.wraps: it would set __wrapped__, and the Functions worker (like the local
+    # host) reads the signature through it, finding a second parameter no binding fills.
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(wrapper, attr, getattr(handler, attr))
+
+
+def tenant_endpoint(handler: TenantHandler) -> Handler:
+    """The guard of every route under `v1/tenants/{tenantId}/…`: authenticates the bearer key
+    against the route's tenant (401 without a valid key, 404 for another tenant's key, 403 for a
+    disabled tenant), sets the log context and passes a `TenantContext` to `handler`, all inside
+    the `endpoint` error boundary. tests/integration/test_tenant_isolation.py calls every route
+    with `{tenantId}` with another tenant's key, so a route that skips this guard fails there."""
+
+    async def guarded(req: func.HttpRequest) -> func.HttpResponse:
+        app = await container()
+        route_tenant = req.route_params.get("tenantId") or ""
+        tenant = await authenticate(app.tables.repo(Tenant), route_tenant, bearer_token(req), app.clock())
+        with log_context(tenant_id=tenant.tenant_id):
+            return await handler(req, TenantContext(tenant=tenant, app=app))
+
+    _named_like(guarded, handler)
+    wrapper = endpoint(guarded)
+    wrapper.tenant_guarded = True  # type: ignore[attr-defined]  # checked by the isolation test
+    return wrapper
+
+
+def operator_endpoint(handler: OperatorHandler) -> Handler:
+    """The guard of the operator API: the operator key (`BRIDGE_OPERATOR_KEY_SHA256`) as a
+    bearer token, inside the `endpoint` error boundary."""
+
+    async def guarded(req: func.HttpRequest) -> func.HttpResponse:
+        app = await container()
+        check_operator_key(app.settings.operator_key_sha256, bearer_token(req))
+        with log_context(tenant_id=req.route_params.get("tenantId")):
+            return await handler(req, app)
+
+    _named_like(guarded, handler)
+    wrapper = endpoint(guarded)
+    wrapper.operator_guarded = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def read_json(req: func.HttpRequest, *, optional: bool = False) -> Any:
+    """The request body as JSON, or MalformedRequest saying why not (never quoting it). With
+    `optional`, an empty body reads as `{}`."""
+    body = req.get_body()
+    if not body.strip():
+        if optional:
+            return {}
+        raise MalformedRequest("The request needs a JSON body.")
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise MalformedRequest("The request body is not valid JSON.") from None
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not.
+    raise ValueError(f"{name} is not JSON")

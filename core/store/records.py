@@ -33,8 +33,23 @@ from core.store.repository import Record
 
 class CredentialMode(StrEnum):
     CLIENT_SECRET = "client_secret"  # noqa: S105 - a mode name, not a secret. The customer's app registration; the secret is in Key Vault
-    MANAGED_IDENTITY = "managed_identity"  # the deployment's app, federated with the managed identity
+    MANAGED_IDENTITY = "managed"  # the deployment's app, federated with the managed identity
     DELEGATED = "delegated"  # per-user consent; refresh tokens in Key Vault
+
+
+class ApiKeyEntry(BaseModel):
+    """A stored tenant API key: its SHA-256, when it was made, and when it stops working
+    (None = no end). Made and checked by `core.apikeys`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str  # random, unrelated to the key: names the entry in API responses and logs
+    sha256: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+    def live(self, now: datetime) -> bool:
+        return self.expires_at is None or now < self.expires_at
 
 
 class Tenant(Record):
@@ -46,18 +61,23 @@ class Tenant(Record):
     table: ClassVar[str] = "tenants"
     PARTITION: ClassVar[str] = "tenant"
 
-    tenant_id: str
+    tenant_id: str  # the bridge's id for the tenant (a slug), used in every API route
     display_name: str = ""
+    graph_tenant_id: str | None = None  # the Microsoft Entra tenant (GUID)
     credential_mode: CredentialMode = CredentialMode.MANAGED_IDENTITY
     graph_client_id: str | None = None
     # Names of Key Vault secrets, never secret values.
     client_secret_name: str | None = None
     webhook_secret_name: str | None = None
     webhook_url: str | None = None
-    # SHA-256 hex digests of the tenant's API keys; the keys themselves are never stored.
-    api_key_hashes: list[str] = Field(default_factory=list)
+    # Defaults for user-visible text and for times without a zone.
+    language: str = "en"
+    time_zone: str = "UTC"  # an IANA or Windows zone name
+    # The tenant's API keys as SHA-256 hashes with their lifetimes; keys are never stored.
+    api_keys: list[ApiKeyEntry] = Field(default_factory=list)
     enabled: bool = True
     created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @classmethod
     def key(cls, tenant_id: str) -> tuple[str, str]:
@@ -73,6 +93,8 @@ class Tenant(Record):
 
 
 # --- resource links ------------------------------------------------------------------------
+
+DEFAULT_CALENDAR = "default"  # the key part standing for a mailbox's default calendar
 
 
 class Direction(StrEnum):
@@ -90,12 +112,22 @@ class Direction(StrEnum):
         return self in (Direction.UP, Direction.BOTH)
 
 
+class CalendarScope(StrEnum):
+    """What the bridge may do in a linked account's calendars (the guides' "scope"): reading is
+    enough for down; up and both need write access."""
+
+    READ = "Calendars.Read"
+    READ_WRITE = "Calendars.ReadWrite"
+
+
 class LinkedAccount(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    account: str  # UPN / primary SMTP address of the Microsoft 365 mailbox
-    calendar_id: str | None = None  # None = the mailbox's default calendar
+    account: str  # UPN (lower-cased) or Entra object id of the Microsoft 365 mailbox
     direction: Direction = Direction.BOTH
+    # DEFAULT_CALENDAR for the mailbox's default calendar, or calendar names
+    calendars: list[str] = Field(default_factory=lambda: [DEFAULT_CALENDAR])
+    scope: CalendarScope = CalendarScope.READ_WRITE
 
 
 class ResourceLink(Record):
@@ -139,9 +171,6 @@ class SyncStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     RESYNC = "resync"  # the delta link expired (410 / SyncStateNotFound): next run is a full resync
-
-
-DEFAULT_CALENDAR = "default"  # the key part standing for a mailbox's default calendar
 
 
 class CalendarSyncState(Record):

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.store.records import (
+    ApiKeyEntry,
     Booker,
+    CalendarScope,
     CalendarSyncState,
     Counter,
     CredentialMode,
@@ -45,7 +47,14 @@ def sample_records() -> list[Record]:
             graph_client_id="11111111-2222-3333-4444-555555555555",
             client_secret_name="tenant-0f8f-graph",
             webhook_url="https://erp.example/hooks?x=1#frag",
-            api_key_hashes=["ab" * 32],
+            language="nb",
+            time_zone="W. Europe Standard Time",
+            api_keys=[
+                ApiKeyEntry(
+                    key_id="k1", sha256="ab" * 32, created_at=NOW, expires_at=NOW + timedelta(hours=24)
+                ),
+                ApiKeyEntry(key_id="k2", sha256="cd" * 32, created_at=NOW),
+            ],
             created_at=NOW,
         ),
         ResourceLink(
@@ -54,7 +63,12 @@ def sample_records() -> list[Record]:
             display_name="Møterom 4B",
             accounts=[
                 LinkedAccount(account="Room4B@contoso.example", direction=Direction.DOWN),
-                LinkedAccount(account="anna@contoso.example", calendar_id=GRAPH_ID, direction=Direction.BOTH),
+                LinkedAccount(
+                    account="anna@contoso.example",
+                    calendars=["default", "Møterom/#?"],
+                    direction=Direction.BOTH,
+                    scope=CalendarScope.READ_WRITE,
+                ),
             ],
             updated_at=NOW,
         ),

@@ -169,3 +169,57 @@ def test_given_out_of_range_graph_durations_when_built_then_each_is_named() -> N
         "GRAPH_RETRY_BUDGET_SECONDS",
         "GRAPH_TIMEOUT_SECONDS",
     ]
+
+
+# --- operator key and tenant keys ----------------------------------------------------------------
+
+
+def test_given_operator_key_digests_when_built_then_each_is_kept_lower_case() -> None:
+    one, two = "A" * 64, "b" * 64
+    settings = Settings.from_env({**AZURITE, "BRIDGE_OPERATOR_KEY_SHA256": f"{one}, {two}"})
+    assert settings.operator_key_sha256 == ("a" * 64, "b" * 64)
+    assert Settings.from_env(AZURITE).operator_key_sha256 == ()
+    assert Settings.from_env(AZURITE).api_key_grace_hours == 24
+
+
+def test_given_a_bad_operator_digest_or_grace_when_built_then_both_are_named() -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({**AZURITE, "BRIDGE_OPERATOR_KEY_SHA256": "my-key", "API_KEY_GRACE_HOURS": "1000"})
+    named = sorted(p.split()[0] for p in err.value.problems)
+    assert named == ["API_KEY_GRACE_HOURS", "BRIDGE_OPERATOR_KEY_SHA256"]
+    assert "my-key" not in str(err.value)  # a key pasted instead of its digest is not echoed
+
+
+# --- delivery to host webhooks -------------------------------------------------------------------
+
+
+def test_given_no_delivery_settings_when_built_then_the_budget_outlasts_an_hour_long_outage() -> None:
+    settings = Settings.from_env(AZURITE)
+    assert settings.webhook_timeout_seconds == 10
+    assert (settings.webhook_backoff_base_seconds, settings.webhook_backoff_cap_seconds) == (2, 300)
+    assert settings.webhook_retry_budget_seconds == 86_400  # R8: a host may be down for an hour
+    assert (settings.outbox_gap_grace_seconds, settings.outbox_retention_days) == (10, 30)
+
+
+def test_given_bad_delivery_settings_when_built_then_each_is_named() -> None:
+    env = {
+        **AZURITE,
+        "WEBHOOK_TIMEOUT_SECONDS": "0",
+        "WEBHOOK_RETRY_BUDGET_SECONDS": "soon",
+        "OUTBOX_GAP_GRACE_SECONDS": "-1",
+        "OUTBOX_RETENTION_DAYS": "0",
+    }
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env)
+    assert sorted(p.split()[0] for p in err.value.problems) == [
+        "OUTBOX_GAP_GRACE_SECONDS",
+        "OUTBOX_RETENTION_DAYS",
+        "WEBHOOK_RETRY_BUDGET_SECONDS",
+        "WEBHOOK_TIMEOUT_SECONDS",
+    ]
+
+
+def test_given_a_backoff_cap_below_its_base_when_built_then_both_are_named() -> None:
+    env = {**AZURITE, "WEBHOOK_BACKOFF_BASE_SECONDS": "60", "WEBHOOK_BACKOFF_CAP_SECONDS": "5"}
+    with pytest.raises(SettingsError, match="CAP_SECONDS must be at least WEBHOOK_BACKOFF_BASE"):
+        Settings.from_env(env)

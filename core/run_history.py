@@ -1,0 +1,46 @@
+"""What a tenant's runs say, newest first: the host's "last sync" display and the operator's
+first look (`GET /api/v1/tenants/{tenantId}/runs`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.request_errors import InvalidInput
+from core.store.keys import escape_key
+from core.store.records import Run
+from core.store.runs import RunRepository
+from core.validators import plain_text, query_int
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def parse_query(function: str | None, limit: str | None) -> tuple[str | None, int]:
+    """The `function` and `limit` query parameters, validated."""
+    count = query_int("limit", limit, default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+    if function is not None:
+        try:
+            if not function or len(function) > 100:
+                raise ValueError("must be 1-100 characters")
+            plain_text(function)
+        except ValueError as exc:
+            raise InvalidInput.one("function", str(exc)) from None
+    return function, count
+
+
+async def recent_runs(runs: RunRepository, tenant_id: str, *, function: str | None, limit: int) -> list[Run]:
+    """The tenant's runs, newest first (row keys start with the inverted start time)."""
+    where = {"function": function} if function else None
+    return [run async for run in runs.list(escape_key(tenant_id), where=where, limit=limit)]
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.run_id,
+        "function": run.function,
+        "status": run.status.value,
+        "startedAt": run.started_at.isoformat(),
+        "endedAt": run.ended_at.isoformat() if run.ended_at else None,
+        "counts": dict(run.counts),
+        "error": run.error,
+    }

@@ -1,0 +1,58 @@
+"""A tenant's host resources and their linked Microsoft 365 accounts
+(`/api/v1/tenants/{tenantId}/resources/…`), behind the tenant guard."""
+
+import azure.functions as func
+
+from core.links import MAX_LIST, LinkService, link_view
+from core.store.records import ResourceLink
+from core.tenants import TenantContext
+from core.validators import query_int
+from core.versions import public_etag
+from functions.http import json_response, read_json, tenant_endpoint
+
+bp = func.Blueprint()
+
+RESOURCES = "v1/tenants/{tenantId}/resources"
+RESOURCE = RESOURCES + "/{resourceId}"
+
+
+def _links(ctx: TenantContext) -> LinkService:
+    return LinkService(ctx.app.tables.repo(ResourceLink), ctx.tenant_id, ctx.app.clock)
+
+
+def _link_response(link: ResourceLink, status: int = 200) -> func.HttpResponse:
+    etag = public_etag(link)
+    return json_response(link_view(link), status=status, headers={"ETag": etag} if etag else None)
+
+
+@bp.route(route=RESOURCE, methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@tenant_endpoint
+async def put_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
+    link, created = await _links(ctx).put(
+        req.route_params["resourceId"],
+        read_json(req),
+        if_match=req.headers.get("If-Match"),
+        if_none_match=req.headers.get("If-None-Match"),
+    )
+    return _link_response(link, status=201 if created else 200)
+
+
+@bp.route(route=RESOURCE, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@tenant_endpoint
+async def get_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
+    return _link_response(await _links(ctx).get(req.route_params["resourceId"]))
+
+
+@bp.route(route=RESOURCE, methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+@tenant_endpoint
+async def delete_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
+    await _links(ctx).delete(req.route_params["resourceId"], if_match=req.headers.get("If-Match"))
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route=RESOURCES, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@tenant_endpoint
+async def list_resources(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
+    limit = query_int("limit", req.params.get("limit"), default=100, low=1, high=MAX_LIST)
+    page, after = await _links(ctx).list(after=req.params.get("after") or None, limit=limit)
+    return json_response({"resources": [link_view(link) for link in page], "next": after})
