@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import runpy
 import secrets
 import signal
 import socket
@@ -204,11 +205,122 @@ async def job_graph(demo: DemoTenant) -> None:
         await credential.close()
 
 
+class DemoReceiver:
+    """The demo host system's webhook endpoint: records what it receives and checks each
+    signature with the snippet from the README (docs/webhook_verification.py)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.arrived = asyncio.Event()
+        self._runner: aiohttp.web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def hook(request: web.Request) -> web.Response:
+            self.received.append((await request.read(), dict(request.headers)))
+            self.arrived.set()
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hooks/m365", hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/hooks/m365"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def job_tenant_and_delivery(
+    http: aiohttp.ClientSession, host: Any, demo: DemoTenant, operator_key: str, receiver: DemoReceiver
+) -> None:
+    """An operator onboards the demo tenant, its host system links a resource, asks for a test
+    event, receives it signed at its webhook, and pages the same event from the feed."""
+    base = host.base_url + "/api/v1"
+    fkey = {"x-functions-key": host.function_key}
+    tenant_body = {
+        "id": "contoso-demo",
+        "displayName": "Contoso (demo)",
+        "graph": {
+            "tenantId": demo.tenant.id,
+            "clientId": demo.app.client_id,
+            "credentialMode": "client_secret",
+            "clientSecret": demo.secret,
+        },
+        "host": {"webhookUrl": receiver.url},
+        "defaults": {"language": "nb", "timeZone": "Europe/Oslo"},
+    }
+    operator = {**fkey, "Authorization": f"Bearer {operator_key}"}
+    async with http.post(f"{base}/operator/tenants", json=tenant_body, headers=operator) as resp:
+        created = await resp.json(content_type=None)
+        status = resp.status
+    if status != 201:
+        say(f"✗ job tenant: operator API answered HTTP {status}: {created.get('detail')}")
+        raise SystemExit(1)
+    tenant_key = {**fkey, "Authorization": f"Bearer {created['apiKey']}"}
+    say(
+        f"✓ job tenant: operator created tenant contoso-demo (HTTP {status}); "
+        "API key and webhook secret shown once"
+    )
+
+    link = {
+        "displayName": "Møterom 4B",
+        "accounts": [
+            {"account": demo.adele.user_principal_name, "direction": "both"},
+            {"account": demo.grady.user_principal_name, "direction": "down"},
+        ],
+    }
+    async with http.put(
+        f"{base}/tenants/contoso-demo/resources/room-4b", json=link, headers=tenant_key
+    ) as resp:
+        resource = await resp.json(content_type=None)
+        say(
+            f"✓ job links: host linked resource room-4b (HTTP {resp.status}), "
+            f"main account {resource['mainAccount']}"
+        )
+
+    async with http.post(f"{base}/tenants/contoso-demo/events/test", headers=tenant_key) as resp:
+        event = await resp.json(content_type=None)
+    try:
+        await asyncio.wait_for(receiver.arrived.wait(), 30)
+    except TimeoutError:
+        say("✗ job delivery: the test event did not reach the webhook within 30 s")
+        raise SystemExit(1) from None
+    body, headers = receiver.received[0]
+    verify = runpy.run_path(str(ROOT / "docs" / "webhook_verification.py"))["verify_m365bridge_signature"]
+    verified = verify(created["webhookSecret"], body, headers["M365Bridge-Signature"])
+    say(
+        f"✓ job delivery: {headers['M365Bridge-Event-Type']} event #{event['sequence']} delivered to the "
+        f"host webhook, signature {'verified' if verified else 'NOT verified'} "
+        "with docs/webhook_verification.py"
+    )
+    async with http.get(f"{base}/tenants/contoso-demo/events", headers=tenant_key) as resp:
+        feed = await resp.json(content_type=None)
+    async with http.get(f"{base}/tenants/contoso-demo/runs", headers=tenant_key) as resp:
+        runs = await resp.json(content_type=None)
+    latest = runs["runs"][0] if runs.get("runs") else {}
+    say(
+        f"✓ job feed: GET …/events returns {len(feed['events'])} event(s), next cursor {feed['next']}; "
+        f"last run: {latest.get('function')} {latest.get('status')}"
+    )
+
+
 async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.Event | None) -> None:
     """The Graph emulator and the local Functions host on top of a running Azurite; the jobs;
     then serve until `stop` is set (or return at once without one)."""
     async with GraphEmulator(directory=demo_dir / "graph") as graph:
         demo = DemoTenant(graph)
+        from core.operator_auth import new_operator_key
+
+        operator_key, operator_digest = new_operator_key()
+        receiver = DemoReceiver()
+        await receiver.start()
         say("m365-bridge demo — local stack")
         for service, service_port in sorted(azurite.ports.items()):
             say(f"  Azurite {service:<5} http://127.0.0.1:{service_port}/devstoreaccount1")
@@ -227,6 +339,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
             "GRAPH_BASE_URL": graph.graph_url,
             "GRAPH_AUTHORITY_HOST": graph.authority,
             "GRAPH_CA_BUNDLE": str(graph.ca_cert),
+            "BRIDGE_OPERATOR_KEY_SHA256": operator_digest,
         }
         os.environ.update(env)  # the app reads its settings from the process environment
 
@@ -243,11 +356,15 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_health(http, host.base_url, host.function_key)
                 await job_housekeeping(http, host.base_url, host.master_key)
             await job_graph(demo)
+            async with aiohttp.ClientSession() as http:
+                await job_tenant_and_delivery(http, host, demo, operator_key, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")
                 await stop.wait()
-            await bootstrap.reset()
+        # Only once the host has stopped (in-flight invocations done) may the app's clients close.
+        await bootstrap.reset()
+        await receiver.stop()
         say("stopped: functions host")
 
 

@@ -71,5 +71,7 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             proc.wait()
     assert proc.returncode == 0, rest
     assert "stopped: Graph emulator" in rest
+    assert "Traceback" not in output + rest  # no invocation failed, also not while stopping
+    assert "(Failed" not in output + rest
     assert "stopped: Azurite" in rest
     assert not any(_listening(p) for p in [*ports, host_port])
