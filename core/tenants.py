@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from core import apikeys
 from core.errors import AlreadyExists, NotFound, StaleEtag
+from core.host.purge import purge_delivery_state
 from core.request_errors import (
     EditConflict,
     ItemNotFound,
@@ -259,7 +260,7 @@ class TenantService:
         partition = escape_key(tenant_id)
         for record_type in TENANT_PARTITIONED:
             removed += await self.tables.store(record_type).delete_partition(partition)
-        return removed
+        return removed + await purge_delivery_state(self.tables, tenant_id)
 
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
