@@ -33,9 +33,9 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 from aiohttp import web
 
-from devtools.graph_emulator.context import EmulatorContext, graph_call, json_response, read_json
+from devtools.graph_emulator.context import graph_call, json_response, read_json
 from devtools.graph_emulator.errors import GraphError
-from devtools.graph_emulator.routing import ControlRouter, GraphRouter
+from devtools.graph_emulator.routing import ControlRouter, GraphRouter, ModuleBase
 
 MAX_REQUESTS = 20
 MAILBOX_PARALLELISM = 4
@@ -172,7 +172,7 @@ def sub_response(
     return out
 
 
-class BatchModule:
+class BatchModule(ModuleBase):
     name = "batch"
 
     def __init__(
@@ -180,19 +180,6 @@ class BatchModule:
     ) -> None:
         self.max_requests = max_requests
         self.mailbox_parallelism = mailbox_parallelism
-        self._ctx: EmulatorContext | None = None
-
-    @property
-    def ctx(self) -> EmulatorContext:
-        if self._ctx is None:
-            raise RuntimeError("the batch module is not set up")
-        return self._ctx
-
-    def setup(self, ctx: EmulatorContext) -> None:
-        self._ctx = ctx
-
-    def reset(self) -> None:
-        return None
 
     def graph_routes(self, router: GraphRouter) -> None:
         # Any valid token may send a batch; each sub-request is then checked on its own.

@@ -41,7 +41,7 @@ from devtools.graph_emulator.context import (
 )
 from devtools.graph_emulator.errors import GraphError, bad_request
 from devtools.graph_emulator.odata import collection, offset_page, select, stream_bytes
-from devtools.graph_emulator.routing import ControlRouter, GraphRouter
+from devtools.graph_emulator.routing import ControlRouter, GraphRouter, ModuleBase
 from devtools.graph_emulator.timezones import parse_instant
 from devtools.graph_emulator.uploads import UploadedFile
 
@@ -50,18 +50,11 @@ WRITE = Permissions.of("Calendars.ReadWrite")
 EVENT_PREFIXES = ("/events", "/calendar/events", "/calendars/{calendar}/events")
 
 
-class CalendarModule:
+class CalendarModule(ModuleBase):
     name = "calendar"
 
     def __init__(self) -> None:
-        self._ctx: EmulatorContext | None = None
         self._calendars: Calendars | None = None
-
-    @property
-    def ctx(self) -> EmulatorContext:
-        if self._ctx is None:
-            raise RuntimeError("the calendar module is not set up")
-        return self._ctx
 
     @property
     def calendars(self) -> Calendars:
@@ -70,7 +63,7 @@ class CalendarModule:
         return self._calendars
 
     def setup(self, ctx: EmulatorContext) -> None:
-        self._ctx = ctx
+        super().setup(ctx)
         self._calendars = Calendars(ctx)
 
     def reset(self) -> None:

@@ -30,9 +30,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from devtools.graph_emulator.context import EmulatorContext, json_response
+from devtools.graph_emulator.context import json_response
 from devtools.graph_emulator.directory import TOKEN_EXCHANGE_AUDIENCE, App, Tenant, User
-from devtools.graph_emulator.routing import ControlRouter, GraphRouter
+from devtools.graph_emulator.routing import ControlRouter, GraphRouter, ModuleBase
 from devtools.graph_emulator.tokens import TokenError, decode_unverified
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -73,7 +73,7 @@ class _Grant:
     redirect_uri: str | None = None
 
 
-class IdentityPlatform:
+class IdentityPlatform(ModuleBase):
     name = "identity"
 
     def __init__(self) -> None:
@@ -83,16 +83,6 @@ class IdentityPlatform:
         self.next_token_number = 0  # each access token's `xms_emu_n` (see Pipeline.validate)
         self._codes: dict[str, _Grant] = {}
         self._refresh_tokens: dict[str, _Grant] = {}
-        self._ctx: EmulatorContext | None = None
-
-    @property
-    def ctx(self) -> EmulatorContext:
-        if self._ctx is None:
-            raise RuntimeError("the identity platform is not set up")
-        return self._ctx
-
-    def setup(self, ctx: EmulatorContext) -> None:
-        self._ctx = ctx
 
     def reset(self) -> None:
         self.issued.clear()

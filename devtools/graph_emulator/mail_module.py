@@ -57,7 +57,7 @@ from devtools.graph_emulator.mail_store import (
     message_json,
 )
 from devtools.graph_emulator.odata import collection, offset_page, select
-from devtools.graph_emulator.routing import ControlRouter, GraphRouter
+from devtools.graph_emulator.routing import ControlRouter, GraphRouter, ModuleBase
 from devtools.graph_emulator.uploads import UploadedFile
 
 if TYPE_CHECKING:
@@ -120,19 +120,12 @@ def _too_long(request: web.Request) -> None:
         raise GraphError(413, "BadRequest", "The maximum request length supported is 4MB.")
 
 
-class MailModule:
+class MailModule(ModuleBase):
     name = "mail"
 
     def __init__(self, spool_directory: Path | None = None) -> None:
-        self._ctx: EmulatorContext | None = None
         self._mail: Mail | None = None
         self._spool = spool_directory
-
-    @property
-    def ctx(self) -> EmulatorContext:
-        if self._ctx is None:
-            raise RuntimeError("the mail module is not set up")
-        return self._ctx
 
     @property
     def mail(self) -> Mail:
@@ -141,7 +134,7 @@ class MailModule:
         return self._mail
 
     def setup(self, ctx: EmulatorContext) -> None:
-        self._ctx = ctx
+        super().setup(ctx)
         self._mail = Mail(ctx, BlobStore(self._spool))
 
     def reset(self) -> None:

@@ -92,6 +92,27 @@ class ControlRouter:
         self._app.router.add_route(method, f"/_emulator{path}", handler)
 
 
+class ModuleBase:
+    """The context plumbing every module shares: `setup` keeps the emulator context, `ctx`
+    returns it (a module used before setup is a bug in the emulator, so it raises). Modules
+    that build more state in `setup` call `super().setup(ctx)` first."""
+
+    name: str
+    _ctx: EmulatorContext | None = None
+
+    @property
+    def ctx(self) -> EmulatorContext:
+        if self._ctx is None:
+            raise RuntimeError(f"the {self.name} module is not set up")
+        return self._ctx
+
+    def setup(self, ctx: EmulatorContext) -> None:
+        self._ctx = ctx
+
+    def reset(self) -> None:
+        return None
+
+
 class EmulatorModule(Protocol):
     name: str
 

@@ -47,7 +47,7 @@ from devtools.graph_emulator.errors import GraphError, access_denied, bad_reques
 from devtools.graph_emulator.hooks import Change
 from devtools.graph_emulator.ids import guid
 from devtools.graph_emulator.odata import collection
-from devtools.graph_emulator.routing import ControlRouter, GraphRouter
+from devtools.graph_emulator.routing import ControlRouter, GraphRouter, ModuleBase
 from devtools.graph_emulator.subscriptions_delivery import Deliverer, DeliveryAttempt, DeliveryStats
 from devtools.graph_emulator.subscriptions_store import (
     LIFECYCLE_EVENTS,
@@ -92,12 +92,11 @@ def forbidden(operation: str) -> GraphError:
     )
 
 
-class SubscriptionsModule:
+class SubscriptionsModule(ModuleBase):
     name = "subscriptions"
 
     def __init__(self, settings: NotificationSettings | None = None) -> None:
         self.settings = settings or NotificationSettings()
-        self._ctx: EmulatorContext | None = None
         self._deliverer: Deliverer | None = None
         self._subs: dict[str, Subscription] = {}
         self.ended: dict[str, str] = {}  # subscription id -> "deleted" | "expired" | "removed"
@@ -111,19 +110,13 @@ class SubscriptionsModule:
         return module
 
     @property
-    def ctx(self) -> EmulatorContext:
-        if self._ctx is None:
-            raise RuntimeError("the subscriptions module is not set up")
-        return self._ctx
-
-    @property
     def deliverer(self) -> Deliverer:
         if self._deliverer is None:
             raise RuntimeError("the subscriptions module is not set up")
         return self._deliverer
 
     def setup(self, ctx: EmulatorContext) -> None:
-        self._ctx = ctx
+        super().setup(ctx)
         self._deliverer = Deliverer(ctx.clock, self.settings)
         ctx.hooks.subscribe(self._on_change)
 

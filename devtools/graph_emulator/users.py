@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from devtools.graph_emulator.context import EmulatorContext, Permissions, graph_call, json_response
+from devtools.graph_emulator.context import Permissions, graph_call, json_response
 from devtools.graph_emulator.errors import GraphError
 from devtools.graph_emulator.odata import collection, offset_page, select
-from devtools.graph_emulator.routing import ControlRouter, GraphRouter
+from devtools.graph_emulator.routing import ControlRouter, GraphRouter, ModuleBase
 
 READ_USERS = Permissions.of(
     "User.Read.All",
@@ -24,23 +24,8 @@ READ_USERS = Permissions.of(
 )
 
 
-class UsersModule:
+class UsersModule(ModuleBase):
     name = "users"
-
-    def __init__(self) -> None:
-        self._ctx: EmulatorContext | None = None
-
-    @property
-    def ctx(self) -> EmulatorContext:
-        if self._ctx is None:
-            raise RuntimeError("the users module is not set up")
-        return self._ctx
-
-    def setup(self, ctx: EmulatorContext) -> None:
-        self._ctx = ctx
-
-    def reset(self) -> None:
-        return None
 
     def graph_routes(self, router: GraphRouter) -> None:
         router.add("GET", "/users", self._list, permissions=READ_USERS)
