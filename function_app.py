@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import delivery, events, health, housekeeping, operator, resources, runs
+from functions import calendar, delivery, events, health, housekeeping, operator, resources, runs
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -12,4 +12,5 @@ app.register_functions(delivery.bp)
 app.register_functions(events.bp)
 app.register_functions(operator.bp)
 app.register_functions(resources.bp)
+app.register_functions(calendar.bp)
 app.register_functions(runs.bp)

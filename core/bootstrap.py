@@ -15,10 +15,15 @@ from typing import TYPE_CHECKING, TypeVar
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
+from core.calendar.requests import AzureSyncQueue
+from core.calendar.sync import CalendarSync
+from core.calendar.window import WindowPolicy
+
 # Cheap imports only: the port, the limiter and the options. msgraph-sdk, kiota and httpx load
 # when the first gateway is opened (`Container.graph_for`), not when `function_app` is imported.
 from core.graph import GraphGateway, MailboxLimiter
 from core.graph.client import GraphClientOptions
+from core.graph_access import TenantGraphs
 from core.health import Probe
 from core.host import (
     AiohttpWebhookSender,
@@ -55,6 +60,7 @@ class Container:
     clock: Clock = field(default=utc_now)
     # The host webhook client: one HTTP session per process (its connections are reused).
     webhooks: WebhookSender = field(default_factory=AiohttpWebhookSender)
+    _graphs: TenantGraphs | None = field(default=None, init=False, repr=False)
     _prepared: bool = field(default=False, init=False, repr=False)
     _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
@@ -96,6 +102,32 @@ class Container:
         retry = RetryPolicy(max_total_wait=self.settings.graph_retry_budget_seconds)
         return open_gateway(credential, self.graph_options, limiter=self.mailbox_limiter, retry=retry)
 
+    @property
+    def graphs(self) -> TenantGraphs:
+        """Each tenant's Graph gateway, built from its credential and kept for the process."""
+        if self._graphs is None:
+            ca = self.settings.graph_ca_bundle
+            self._graphs = TenantGraphs(
+                self.secrets,
+                self.graph_for,
+                authority=self.settings.graph_authority_host,
+                ca_bundle=str(ca) if ca else None,
+            )
+        return self._graphs
+
+    def sync_queue(self) -> AzureSyncQueue:
+        """Calendar sync requests for the `calendar-sync` queue trigger."""
+        return AzureSyncQueue(self.queues)
+
+    def calendar_sync(self) -> CalendarSync:
+        """Runs calendar sync requests (the `calendar-sync` queue trigger)."""
+        policy = WindowPolicy(
+            self.settings.calendar_days_back,
+            self.settings.calendar_days_ahead,
+            self.settings.calendar_window_slack_days,
+        )
+        return CalendarSync(self.tables, self.outbox(), self.graphs, policy, clock=self.clock)
+
     def delivery_queue(self) -> AzureDeliveryQueue:
         """Nudges for the delivery trigger, and the poison queue of dead-lettered events."""
         return AzureDeliveryQueue(self.queues)
@@ -116,6 +148,8 @@ class Container:
         )
 
     async def close(self) -> None:
+        if self._graphs is not None:
+            await self._graphs.close()
         await asyncio.gather(
             self.tables.close(),
             self.secrets.close(),

@@ -11,6 +11,19 @@ class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""
 
 
+class Reportable(BridgeError):
+    """An error whose message is written for people and safe to record anywhere (run rows,
+    sync state, logs): it says what failed and what to do, and never carries mail or event
+    content or a secret. A run records such a message; of any other error only its type."""
+
+
+def describe(exc: BaseException, limit: int = 1000) -> str:
+    """What a run records about `exc`: the message of a `Reportable`, else the type's name."""
+    if isinstance(exc, Reportable):
+        return f"{type(exc).__name__}: {exc}"[:limit]
+    return type(exc).__name__
+
+
 class SettingsError(BridgeError):
     """The app settings are missing or invalid. `problems` names each one."""
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.errors import describe
 from core.observability import log_context
 from core.store.records import SYSTEM_SCOPE, Run, RunStatus
 from core.store.runs import RunRepository
@@ -46,7 +47,8 @@ async def track_run(
 ) -> AsyncIterator[RunHandle]:
     """Record a run of `function` around the block. The row says `running` while the block
     runs, then `succeeded` with the counts, or `failed` with the error's type (never its text,
-    which may carry content) — and the exception propagates, so the trigger fails as it should."""
+    which may carry content, unless it is a `Reportable` written to be recorded) — and the
+    exception propagates, so the trigger fails as it should."""
     handle = RunHandle(run_id or uuid.uuid4().hex)
     started = await runs.insert(Run(scope=scope, run_id=handle.run_id, function=function, started_at=clock()))
     with log_context(
@@ -56,7 +58,7 @@ async def track_run(
         try:
             yield handle
         except BaseException as exc:
-            error = type(exc).__name__
+            error = describe(exc)
             log.error("run failed", extra={"error": error, "counts": handle.counts})
             failed = {
                 "status": RunStatus.FAILED,

@@ -252,6 +252,14 @@ class Settings(BaseModel):
     # How long a reserved outbox sequence may stay unwritten before readers close it as a gap.
     outbox_gap_grace_seconds: float = Field(10.0, gt=0, le=3600, alias="OUTBOX_GAP_GRACE_SECONDS")
     outbox_retention_days: int = Field(30, ge=1, le=3650, alias="OUTBOX_RETENTION_DAYS")
+    # Calendar sync down (core/calendar). The timer fans out one queue message per down-linked
+    # calendar; each reads `calendarView/delta` over [now - days back, now + days ahead], padded
+    # ahead by the slack so the delta link stays usable for that many days before the window
+    # has to roll forward (which takes one full re-read).
+    calendar_sync_schedule: Ncrontab = Field("0 */15 * * * *", alias="CALENDAR_SYNC_SCHEDULE")
+    calendar_days_back: int = Field(30, ge=0, le=365, alias="CALENDAR_SYNC_DAYS_BACK")
+    calendar_days_ahead: int = Field(365, ge=1, le=1825, alias="CALENDAR_SYNC_DAYS_AHEAD")
+    calendar_window_slack_days: int = Field(7, ge=1, le=90, alias="CALENDAR_SYNC_WINDOW_SLACK_DAYS")
     version: str = __version__
 
     @model_validator(mode="after")

@@ -35,6 +35,8 @@ from core.store import Tables
 from core.store.keys import escape_key
 from core.store.records import (
     CalendarSyncState,
+    EventMapEntry,
+    EventTransaction,
     OutboxEvent,
     Presence,
     ResourceLink,
@@ -125,6 +127,8 @@ class IssuedTenant:
 TENANT_PARTITIONED: tuple[type[Record], ...] = (
     ResourceLink,
     CalendarSyncState,
+    EventMapEntry,
+    EventTransaction,
     Presence,
     Subscription,
     OutboxEvent,

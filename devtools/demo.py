@@ -335,6 +335,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
             "SECRETS_PROVIDER": "local",
             "LOCAL_SECRETS_DIR": str(demo_dir / "secrets"),
             "HOUSEKEEPING_SCHEDULE": os.environ.get("HOUSEKEEPING_SCHEDULE", "0 17 3 * * *"),
+            "CALENDAR_SYNC_SCHEDULE": os.environ.get("CALENDAR_SYNC_SCHEDULE", "0 */15 * * * *"),
             "RUN_RETENTION_DAYS": "30",
             "GRAPH_BASE_URL": graph.graph_url,
             "GRAPH_AUTHORITY_HOST": graph.authority,

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypedDict, Unpack
 
-from core.errors import BridgeError
+from core.errors import Reportable
 
 # Graph error codes are identifiers; anything else is not repeated (it could be free text).
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,79}")
@@ -49,7 +49,7 @@ class Context(TypedDict, total=False):
     request_id: str | None
 
 
-class GraphError(BridgeError):
+class GraphError(Reportable):
     """Base of every Graph failure. `status` is None when no HTTP answer was received."""
 
     def __init__(self, message: str, **context: Unpack[Context]) -> None:

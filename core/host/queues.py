@@ -9,19 +9,16 @@ also moves repeatedly failing nudges to, and the one Azure Monitor alerts on.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
-from azure.storage.queue.aio import QueueClient, QueueServiceClient
+from azure.storage.queue.aio import QueueServiceClient
+
+from core.queues import TextQueue, delay_seconds
 
 DELIVERY_QUEUE = "host-delivery"
 POISON_QUEUE = DELIVERY_QUEUE + "-poison"
-MAX_DELAY_SECONDS = 7 * 24 * 3600  # the longest a queue message can stay invisible
 
 
 def nudge_message(tenant_id: str) -> str:
@@ -41,11 +38,6 @@ def parse_nudge(text: str) -> str:
     return tenant_id
 
 
-def delay_seconds(delay: float) -> int:
-    """Queue visibility is whole seconds: round up, so a retry never comes early."""
-    return min(MAX_DELAY_SECONDS, max(0, math.ceil(delay)))
-
-
 class DeliveryQueue(Protocol):
     async def nudge(self, tenant_id: str, *, delay: float = 0.0) -> None:
         """Ask for the tenant's dispatcher to run, after `delay` seconds."""
@@ -62,32 +54,14 @@ class AzureDeliveryQueue:
     def __init__(
         self, service: QueueServiceClient, *, queue: str = DELIVERY_QUEUE, poison: str = POISON_QUEUE
     ) -> None:
-        self._queue = self._client(service, queue)
-        self._poison = self._client(service, poison)
-
-    @staticmethod
-    def _client(service: QueueServiceClient, name: str) -> QueueClient:
-        # children share the service client's transport: closing the service closes them
-        return service.get_queue_client(
-            name,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
+        self._queue = TextQueue(service, queue)
+        self._poison = TextQueue(service, poison)
 
     async def nudge(self, tenant_id: str, *, delay: float = 0.0) -> None:
-        await self._send(self._queue, nudge_message(tenant_id), delay_seconds(delay))
+        await self._queue.send(nudge_message(tenant_id), delay=delay)
 
     async def dead_letter(self, envelope: bytes) -> None:
-        await self._send(self._poison, envelope.decode("utf-8"), 0)
-
-    @staticmethod
-    async def _send(client: QueueClient, text: str, visibility: int) -> None:
-        try:
-            await client.send_message(text, visibility_timeout=visibility or None)
-        except ResourceNotFoundError:
-            with contextlib.suppress(ResourceExistsError):
-                await client.create_queue()
-            await client.send_message(text, visibility_timeout=visibility or None)
+        await self._poison.send(envelope.decode("utf-8"))
 
 
 @dataclass

@@ -170,40 +170,62 @@ class SyncStatus(StrEnum):
     RUNNING = "running"
     OK = "ok"
     FAILED = "failed"
-    RESYNC = "resync"  # the delta link expired (410 / SyncStateNotFound): next run is a full resync
+
+
+def calendar_scope(resource_id: str, account: str, calendar: str) -> str:
+    """The key part naming one synced calendar: a resource's link to one calendar of one
+    account. Hashed, because a resource id, an address and a calendar name escaped side by side
+    can pass Table Storage's 1 KiB key limit; the values themselves are columns."""
+    return short_hash(join_key(resource_id, account.lower(), calendar.casefold()))
 
 
 class CalendarSyncState(Record):
-    """Where the down-sync of one calendar stands.
+    """Where the down-sync of one calendar of one resource stands, and who is syncing it.
 
-    Keys: partition = tenant, row = account|calendar. A delta worker reads and writes exactly
-    one row (point read + etag write), and the tenant's timer lists all of them to fan out."""
+    Keys: partition = tenant, row = calendar scope (`calendar_scope`). A worker reads and writes
+    exactly this row (point read + etag writes: the lease), the tenant's state lists as one
+    partition, and a tenant's deletion is one partition. Two resources linking the same calendar
+    are two rows: each has its own view and its own delta link.
+
+    The lease (`lease_owner`, `lease_until`) lets one worker at a time run a calendar; a request
+    that finds it leased sets `rerun_requested`, and the holder runs once more before it lets
+    go, so bursts of requests coalesce into at most one extra round."""
 
     table: ClassVar[str] = "syncstate"
 
     tenant_id: str
+    resource_id: str
     account: str
-    calendar_id: str | None = None
+    calendar: str = DEFAULT_CALENDAR  # as named in the link: "default" or a calendar's name
+    calendar_id: str | None = None  # the resolved Graph id (None: the default calendar)
     delta_link: str | None = None
     window_start: datetime | None = None
     window_end: datetime | None = None
     last_run_at: datetime | None = None
     last_success_at: datetime | None = None
+    last_full_sync_at: datetime | None = None
     status: SyncStatus = SyncStatus.NEVER
     error: str | None = None
     consecutive_failures: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    rerun_requested: bool = False
 
     @classmethod
-    def key(cls, tenant_id: str, account: str, calendar_id: str | None) -> tuple[str, str]:
-        return escape_key(tenant_id), join_key(account.lower(), calendar_id or DEFAULT_CALENDAR)
+    def key(cls, tenant_id: str, resource_id: str, account: str, calendar: str) -> tuple[str, str]:
+        return escape_key(tenant_id), calendar_scope(resource_id, account, calendar)
+
+    @property
+    def scope(self) -> str:
+        return calendar_scope(self.resource_id, self.account, self.calendar)
 
     @property
     def partition_key(self) -> str:
-        return self.key(self.tenant_id, self.account, self.calendar_id)[0]
+        return escape_key(self.tenant_id)
 
     @property
     def row_key(self) -> str:
-        return self.key(self.tenant_id, self.account, self.calendar_id)[1]
+        return self.scope
 
 
 # --- event map -----------------------------------------------------------------------------
@@ -215,42 +237,82 @@ class Origin(StrEnum):
 
 
 class EventMapEntry(Record):
-    """Which Outlook event a host appointment is, and who wrote it last.
+    """One Outlook event as the host knows it: which host appointment it is, and the
+    fingerprint of what the host was last told, so an unchanged event is never sent again.
 
-    Keys: partition = tenant|account|calendar, row = the immutable event id. The down worker
-    looks every delta item up by event id within the calendar it is syncing (point reads in one
-    partition); a full resync lists the partition to find deletions. The account is part of the
-    partition because a calendar is only addressable through its mailbox (and "default" is not
-    a unique id). Looking up by host appointment id is a `where=` scan of the partition."""
+    Keys: partition = tenant, row = calendar scope|immutable event id. The down worker looks a
+    delta item up by point read, a full resync lists one calendar with one prefix range
+    (`calendar_range`), and a tenant's deletion is one partition."""
 
     table: ClassVar[str] = "eventmap"
 
     tenant_id: str
+    resource_id: str
     account: str
-    calendar_id: str | None = None
+    calendar: str = DEFAULT_CALENDAR
     event_id: str  # Graph immutable id
+    series_id: str | None = None  # the series master's id, for occurrences and exceptions
     host_appointment_id: str | None = None
     change_key: str | None = None
+    fingerprint: str | None = None  # of the appointment payload the host last received
     transaction_id: str | None = None
     origin: Origin = Origin.OUTLOOK
     version: int = 0  # the host's appointment version last applied; older versions are ignored
+    start: datetime | None = None
+    end: datetime | None = None
     updated_at: datetime | None = None
 
     @classmethod
-    def partition(cls, tenant_id: str, account: str, calendar_id: str | None) -> str:
-        return join_key(tenant_id, account.lower(), calendar_id or DEFAULT_CALENDAR)
+    def key(
+        cls, tenant_id: str, resource_id: str, account: str, calendar: str, event_id: str
+    ) -> tuple[str, str]:
+        scope = calendar_scope(resource_id, account, calendar)
+        return escape_key(tenant_id), scope + SEPARATOR + escape_key(event_id)
 
-    @classmethod
-    def key(cls, tenant_id: str, account: str, calendar_id: str | None, event_id: str) -> tuple[str, str]:
-        return cls.partition(tenant_id, account, calendar_id), escape_key(event_id)
+    @staticmethod
+    def calendar_range(scope: str) -> tuple[str, str]:
+        """(row_key_from, row_key_to) covering every entry of one calendar scope."""
+        return prefix_range(scope + SEPARATOR)
 
     @property
     def partition_key(self) -> str:
-        return self.partition(self.tenant_id, self.account, self.calendar_id)
+        return escape_key(self.tenant_id)
 
     @property
     def row_key(self) -> str:
-        return escape_key(self.event_id)
+        return self.key(self.tenant_id, self.resource_id, self.account, self.calendar, self.event_id)[1]
+
+
+class EventTransaction(Record):
+    """An event the bridge is about to create in a mailbox, by the `transactionId` it creates
+    it with: written *before* the create, so when the event comes back down — even if the
+    bridge died before it learnt the event's id — it is recognised as the host appointment it
+    belongs to and never reported as a new one.
+
+    Keys: partition = tenant, row = account|transactionId (Graph de-duplicates transaction ids
+    per mailbox, so that is the scope). The down worker reads it by point read."""
+
+    table: ClassVar[str] = "eventtx"
+
+    tenant_id: str
+    account: str
+    transaction_id: str
+    resource_id: str
+    host_appointment_id: str
+    version: int = 0
+    created_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, account: str, transaction_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), join_key(account.lower(), transaction_id)
+
+    @property
+    def partition_key(self) -> str:
+        return escape_key(self.tenant_id)
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.account, self.transaction_id)[1]
 
 
 # --- mail ledger ---------------------------------------------------------------------------
@@ -566,6 +628,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     ResourceLink,
     CalendarSyncState,
     EventMapEntry,
+    EventTransaction,
     MailLedgerEntry,
     Reservation,
     Presence,

@@ -54,19 +54,32 @@ def test_given_tenants_then_they_share_one_partition_keyed_by_tenant_id():
 
 def test_given_addresses_in_any_case_then_keys_are_lower_cased():
     assert Presence(tenant_id="t", email="Per@X.example").row_key == "per@x.example"
-    state = CalendarSyncState(tenant_id="t", account="Anna@X.example", calendar_id=None)
-    assert split_key(state.row_key) == ["anna@x.example", "default"]
+    state = CalendarSyncState(tenant_id="t", resource_id="r", account="Anna@X.example", calendar="Room")
+    assert state.row_key == CalendarSyncState.key("t", "r", "anna@x.example", "ROOM")[1]
+    assert state.row_key != CalendarSyncState.key("t", "other", "anna@x.example", "room")[1]
     ledger = MailLedgerEntry(tenant_id="t", mailbox="Inv@X", message_id="m", step="archive")
     assert ledger.partition_key == MailLedgerEntry.partition("t", "inv@x")
 
 
-def test_given_a_graph_id_with_slashes_then_the_event_map_key_escapes_it_reversibly():
-    entry = EventMapEntry(tenant_id="t", account="a@x", calendar_id=GRAPH_ID, event_id=GRAPH_ID)
+def test_given_a_graph_id_with_slashes_then_the_event_map_key_escapes_it_and_groups_by_calendar():
+    entry = EventMapEntry(tenant_id="t", resource_id="r/1", account="a@x", calendar="Cal", event_id=GRAPH_ID)
     assert "/" not in entry.row_key
-    assert "/" not in entry.partition_key
-    assert split_key(entry.partition_key) == ["t", "a@x", GRAPH_ID]
-    assert split_key(entry.row_key) == [GRAPH_ID]
-    assert EventMapEntry.key("t", "A@X", GRAPH_ID, GRAPH_ID) == (entry.partition_key, entry.row_key)
+    assert entry.partition_key == "t"
+    scope, event = entry.row_key.split("|", 1)
+    assert split_key(event) == [GRAPH_ID]
+    low, high = EventMapEntry.calendar_range(scope)
+    assert low <= entry.row_key < high
+    other = EventMapEntry(tenant_id="t", resource_id="r/2", account="a@x", calendar="Cal", event_id=GRAPH_ID)
+    assert not low <= other.row_key < high
+    assert EventMapEntry.key("t", "r/1", "A@X", "cal", GRAPH_ID) == (entry.partition_key, entry.row_key)
+
+
+def test_given_a_longest_resource_account_and_calendar_then_the_event_map_key_fits():
+    entry = EventMapEntry(
+        tenant_id="t", resource_id="/" * 256, account="a" * 64 + "@x.example", calendar="#" * 255,
+        event_id=GRAPH_ID,
+    )
+    assert len(entry.row_key) < 512
 
 
 def test_given_a_long_attachment_id_then_the_ledger_key_stays_short_and_groups_by_message():

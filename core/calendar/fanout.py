@@ -1,0 +1,82 @@
+"""Fan-out: one sync request per down-linked calendar, for the queue workers to run in parallel.
+
+The timer does it for every enabled tenant; `request_resource_sync` does it for one resource
+now (the guides' "Sync calendar" button) and answers with the run id its worker records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+from core.calendar.requests import SyncQueue, SyncRequest
+from core.request_errors import ItemNotFound
+from core.runs import Clock, RunHandle, track_run, utc_now
+from core.store import Tables
+from core.store.records import ResourceLink, Tenant
+
+log = logging.getLogger(__name__)
+
+FUNCTION = "calendar-sync-fanout"
+_SENDS = 16  # queue sends in flight
+
+
+def timer_requests(link: ResourceLink) -> list[SyncRequest]:
+    """One request per calendar of each account whose direction includes down."""
+    return [
+        SyncRequest(link.tenant_id, link.resource_id, account.account, calendar, reason="timer")
+        for account in link.accounts
+        if account.direction.downloads
+        for calendar in account.calendars
+    ]
+
+
+async def fan_out(tables: Tables, queue: SyncQueue, *, clock: Clock = utc_now) -> RunHandle:
+    """Queue a sync of every down-linked calendar of every enabled tenant (one system run)."""
+    gate = asyncio.Semaphore(_SENDS)
+
+    async def send(request: SyncRequest) -> None:
+        async with gate:
+            await queue.send(request)
+
+    async with track_run(tables.runs(), FUNCTION, clock=clock) as run:
+        async for tenant in tables.repo(Tenant).list(Tenant.PARTITION):
+            if not tenant.enabled:
+                continue
+            run.add("tenants")
+            async for link in tables.repo(ResourceLink).list(ResourceLink.key(tenant.tenant_id, "-")[0]):
+                requests = timer_requests(link)
+                await asyncio.gather(*(send(r) for r in requests))
+                run.add("calendars_queued", len(requests))
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class Requested:
+    run_id: str
+    calendars: list[dict[str, str]]
+    skipped: list[dict[str, str]]
+
+
+async def request_resource_sync(
+    tables: Tables, queue: SyncQueue, tenant_id: str, resource_id: str
+) -> Requested:
+    """Queue a sync of every down-linked calendar of one resource now. 404 when the resource
+    is not linked; a resource with no down calendar is still accepted (its run says so)."""
+    link = await tables.repo(ResourceLink).get(*ResourceLink.key(tenant_id, resource_id))
+    if link is None:
+        raise ItemNotFound(f"Resource '{resource_id}' is not linked.")
+    run_id = uuid.uuid4().hex
+    await queue.send(SyncRequest(tenant_id, resource_id, run_id=run_id, reason="manual"))
+    calendars, skipped = [], []
+    for account in link.accounts:
+        for calendar in account.calendars:
+            item = {"account": account.account, "calendar": calendar}
+            if account.direction.downloads:
+                calendars.append(item)
+            else:
+                skipped.append({**item, "reason": f"direction is {account.direction.value}"})
+    log.info("manual calendar sync queued", extra={"tenant_id": tenant_id, "run_id": run_id})
+    return Requested(run_id, calendars, skipped)

@@ -1,0 +1,98 @@
+"""Sync requests: what the timer, `POST …/resources/{r}/sync` (and later change notifications)
+put on the `calendar-sync` queue for a worker to run.
+
+A request names a resource and, from the timer, one calendar of it (`account` + `calendar`);
+without them it means every down-linked calendar of the resource. It carries no state: the
+worker reads the link and the sync state, so a request may be repeated or arrive late without
+harm (a duplicate coalesces on the calendar's lease).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from azure.storage.queue.aio import QueueServiceClient
+
+from core.queues import TextQueue
+
+CALENDAR_QUEUE = "calendar-sync"
+CALENDAR_POISON_QUEUE = CALENDAR_QUEUE + "-poison"
+REASONS = frozenset({"timer", "manual", "notification"})
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    tenant_id: str
+    resource_id: str
+    account: str | None = None
+    calendar: str | None = None
+    run_id: str | None = None
+    reason: str = "timer"
+
+    def __post_init__(self) -> None:
+        if not self.tenant_id or not self.resource_id:
+            raise ValueError("a sync request names a tenant and a resource")
+        if (self.account is None) != (self.calendar is None):
+            raise ValueError("a sync request names both an account and a calendar, or neither")
+        if self.reason not in REASONS:
+            raise ValueError(f"a sync request's reason is one of {sorted(REASONS)}")
+
+    def to_message(self) -> str:
+        fields = {
+            "tenantId": self.tenant_id,
+            "resourceId": self.resource_id,
+            "account": self.account,
+            "calendar": self.calendar,
+            "runId": self.run_id,
+            "reason": self.reason,
+        }
+        return json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> SyncRequest:
+        """The request in a queue message; ValueError for anything else."""
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise ValueError("a calendar-sync message must be JSON") from None
+        if not isinstance(raw, dict):
+            raise ValueError("a calendar-sync message must be a JSON object")
+        values = {
+            "tenant_id": raw.get("tenantId"),
+            "resource_id": raw.get("resourceId"),
+            "account": raw.get("account"),
+            "calendar": raw.get("calendar"),
+            "run_id": raw.get("runId"),
+            "reason": raw.get("reason", "timer"),
+        }
+        for name, value in values.items():
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"a calendar-sync message's {name} must be a string")
+        return cls(**values)
+
+
+class SyncQueue(Protocol):
+    async def send(self, request: SyncRequest, *, delay: float = 0.0) -> None: ...
+
+
+class AzureSyncQueue:
+    def __init__(self, service: QueueServiceClient, name: str = CALENDAR_QUEUE) -> None:
+        self._queue = TextQueue(service, name)
+
+    async def send(self, request: SyncRequest, *, delay: float = 0.0) -> None:
+        await self._queue.send(request.to_message(), delay=delay)
+
+
+@dataclass
+class InMemorySyncQueue:
+    """The fake: records what was sent."""
+
+    sent: list[SyncRequest] = field(default_factory=list)
+
+    async def send(self, request: SyncRequest, *, delay: float = 0.0) -> None:
+        self.sent.append(request)
+
+    def as_dicts(self) -> list[dict[str, object]]:
+        return [asdict(r) for r in self.sent]

@@ -1,0 +1,577 @@
+"""The down-sync shell: one sync request → delta rounds → host events, safely.
+
+For each down-linked calendar the request covers, a worker:
+
+1. takes the calendar's lease on its sync-state row (a request that finds it taken asks the
+   holder for one more round and leaves: bursts coalesce);
+2. runs a round — incremental from the stored delta link while the link's window still covers
+   what the host needs, otherwise (first sync, an expired delta state, a window that must roll
+   forward) a full round over a fresh window;
+3. per page: reads the event map for the page's ids, asks the planner what to do, and applies
+   it in order (outbox first, then the map; each host event id is derived from the change, so a
+   repeat after a crash emits nothing new);
+4. after the last page only, stores the new delta link — and, after a full round, reconciles:
+   known events the round did not report are deleted in the host (or, if they aged out of the
+   window, forgotten);
+5. releases the lease, running again first if someone asked meanwhile.
+
+A read that fails never deletes anything: reconciliation needs a complete full round, and a
+failed round stores nothing, so the next run starts from the same delta link (the planner's
+fingerprints make the repeated part a no-op). A page with items that cannot be parsed is
+applied, but the link is not advanced and the run fails, naming them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from core.calendar.payload import CalendarContext
+from core.calendar.planner import (
+    Action,
+    Delete,
+    Forget,
+    Known,
+    Touch,
+    Upsert,
+    deleted_payload,
+    plan_items,
+    plan_reconcile,
+)
+from core.calendar.requests import SyncRequest
+from core.calendar.window import WindowPolicy
+from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
+from core.graph.errors import (
+    GraphUnavailable,
+    MalformedItem,
+    MalformedResponse,
+    NotFound,
+    SyncStateExpired,
+    Throttled,
+)
+from core.graph.model import DeltaPage, Event
+from core.graph.port import DEFAULT_DELTA_PAGE_SIZE, GraphGateway
+from core.graph_access import GraphProvider
+from core.runs import Clock, RunHandle, track_run, utc_now
+from core.store import Tables
+from core.store.records import (
+    DEFAULT_CALENDAR,
+    CalendarScope,
+    CalendarSyncState,
+    EventMapEntry,
+    EventTransaction,
+    LinkedAccount,
+    Origin,
+    ResourceLink,
+    SyncStatus,
+    Tenant,
+)
+
+log = logging.getLogger(__name__)
+
+FUNCTION = "calendar-sync"
+UPSERTED = "appointment.upserted"
+DELETED = "appointment.deleted"
+LEASE = timedelta(minutes=10)
+EXTRA_ROUNDS = 3  # coalesced requests served by one holder before it lets go
+_LOOKUPS = 16  # event-map point reads in flight per page
+
+# What a queue retry may fix: the rest (consent, a missing calendar, unreadable items) waits
+# for the next timer run or for an operator, instead of filling the poison queue.
+TRANSIENT = (Throttled, GraphUnavailable, MalformedResponse, StoreUnavailable, StaleEtag)
+
+
+class Emitter(Protocol):
+    async def emit(
+        self, tenant_id: str, type: str, data: dict[str, Any], *, event_id: str | None = None
+    ) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    account: LinkedAccount
+    calendar: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.account.account}/{self.calendar}"
+
+
+class CalendarNotFound(Reportable):
+    """A linked calendar name that the mailbox does not have (renamed or deleted in Outlook)."""
+
+
+class UnreadableItems(Reportable):
+    """Graph sent items that could not be parsed; the delta link was not advanced."""
+
+
+class CalendarSyncFailed(Reportable):
+    """One or more calendars of a request failed. `retryable` when a queue retry may help."""
+
+    def __init__(self, failures: list[tuple[Target, BaseException]]) -> None:
+        self.failures = failures
+        self.retryable = any(
+            isinstance(exc, TRANSIENT) or not isinstance(exc, Reportable) for _, exc in failures
+        )
+        super().__init__("; ".join(f"{target.name}: {describe(exc)}" for target, exc in failures))
+
+
+def select_targets(link: ResourceLink, request: SyncRequest) -> tuple[list[Target], int]:
+    """The down-linked calendars the request covers, and how many it covers that are not down
+    (direction up or none: skipped)."""
+    targets: list[Target] = []
+    skipped = 0
+    for account in link.accounts:
+        if request.account is not None and account.account.lower() != request.account.lower():
+            continue
+        calendars = [
+            c
+            for c in account.calendars
+            if request.calendar is None or c.casefold() == request.calendar.casefold()
+        ]
+        if account.direction.downloads:
+            targets += [Target(account, c) for c in calendars]
+        else:
+            skipped += len(calendars)
+    return targets, skipped
+
+
+@dataclass
+class _Progress:
+    """What a round changes on the sync state."""
+
+    updates: dict[str, Any] = field(default_factory=dict)
+
+
+class CalendarSync:
+    def __init__(
+        self,
+        tables: Tables,
+        outbox: Emitter,
+        graphs: GraphProvider,
+        policy: WindowPolicy,
+        *,
+        clock: Clock = utc_now,
+        page_size: int = DEFAULT_DELTA_PAGE_SIZE,
+        lease: timedelta = LEASE,
+    ) -> None:
+        self._tables = tables
+        self._outbox = outbox
+        self._graphs = graphs
+        self._policy = policy
+        self._clock = clock
+        self._page_size = page_size
+        self._lease = lease
+        self._states = tables.repo(CalendarSyncState)
+        self._map = tables.repo(EventMapEntry)
+        self._tx = tables.repo(EventTransaction)
+
+    async def run(self, request: SyncRequest) -> RunHandle | None:
+        """Sync what `request` covers, recorded as one run in the tenant's history. Returns
+        None (and records nothing) for a tenant that no longer exists or is disabled. Raises
+        `CalendarSyncFailed` when a calendar failed, after every other one was synced."""
+        tenant = await self._tables.repo(Tenant).get(*Tenant.key(request.tenant_id))
+        if tenant is None or not tenant.enabled:
+            log.info(
+                "sync request for a missing or disabled tenant dropped",
+                extra={"tenant_id": request.tenant_id},
+            )
+            return None
+        async with track_run(
+            self._tables.runs(), FUNCTION, scope=tenant.tenant_id, run_id=request.run_id, clock=self._clock
+        ) as run:
+            link = await self._tables.repo(ResourceLink).get(
+                *ResourceLink.key(tenant.tenant_id, request.resource_id)
+            )
+            if link is None:
+                run.add("resource_not_linked")
+                return run
+            targets, skipped = select_targets(link, request)
+            if skipped:
+                run.add("calendars_skipped_not_down", skipped)
+            results = await asyncio.gather(
+                *(self._sync(tenant, link, target, run) for target in targets), return_exceptions=True
+            )
+            failures = [(t, r) for t, r in zip(targets, results, strict=True) if isinstance(r, BaseException)]
+            for target, exc in failures:
+                if not isinstance(exc, Exception):
+                    raise exc  # cancellation and the like are not a calendar's failure
+                log.warning("calendar sync failed", extra={"calendar": target.name, "error": describe(exc)})
+            run.add("calendars_synced", len(targets) - len(failures))
+            if failures:
+                run.add("calendars_failed", len(failures))
+                raise CalendarSyncFailed(failures)
+        return run
+
+    # --- one calendar --------------------------------------------------------------------------
+
+    async def _sync(self, tenant: Tenant, link: ResourceLink, target: Target, run: RunHandle) -> None:
+        ctx = CalendarContext(
+            tenant_id=tenant.tenant_id,
+            resource_id=link.resource_id,
+            account=target.account.account,
+            calendar=target.calendar,
+            language=tenant.language,
+            time_zone=tenant.time_zone,
+            writable=target.account.direction.uploads and target.account.scope is CalendarScope.READ_WRITE,
+        )
+        owner = uuid.uuid4().hex
+        state = await self._acquire(ctx, owner)
+        if state is None:
+            run.add("calendars_coalesced")
+            return
+        rounds = 0
+        while True:
+            rounds += 1
+            try:
+                progress = await self._round(tenant, ctx, state, run)
+            except Exception as exc:
+                await self._release_failed(ctx, owner, exc)
+                raise
+            again = await self._release(ctx, owner, progress, allow_again=rounds <= EXTRA_ROUNDS)
+            if again is None:
+                return
+            state = again
+
+    async def _round(
+        self, tenant: Tenant, ctx: CalendarContext, state: CalendarSyncState, run: RunHandle
+    ) -> _Progress:
+        gateway = await self._graphs.gateway(tenant)
+        now = self._clock()
+        calendar_id = await self._calendar_id(gateway, ctx, state)
+        progress = _Progress({"calendar_id": calendar_id})
+        if (
+            state.delta_link
+            and state.calendar_id == calendar_id
+            and self._policy.covers(state.window_start, state.window_end, now)
+        ):
+            try:
+                progress.updates["delta_link"] = await self._incremental(
+                    gateway, ctx, calendar_id, state, run
+                )
+                return progress
+            except SyncStateExpired:
+                run.add("delta_state_expired")
+                log.info(
+                    "delta state expired; full resync", extra={"calendar": f"{ctx.account}/{ctx.calendar}"}
+                )
+        start, end = self._policy.fresh(now)
+        progress.updates |= {
+            "delta_link": await self._full(gateway, ctx, calendar_id, start, end, run),
+            "window_start": start,
+            "window_end": end,
+            "last_full_sync_at": now,
+        }
+        return progress
+
+    async def _calendar_id(
+        self, gateway: GraphGateway, ctx: CalendarContext, state: CalendarSyncState
+    ) -> str | None:
+        if ctx.calendar.casefold() == DEFAULT_CALENDAR:
+            return None
+        if state.calendar_id:
+            return state.calendar_id
+        wanted = ctx.calendar.casefold()
+        for calendar in await gateway.list_calendars(ctx.account):
+            if calendar.name.casefold() == wanted:
+                return calendar.id
+        raise CalendarNotFound(
+            f"mailbox {ctx.account!r} has no calendar named {ctx.calendar!r}: fix the resource's link "
+            "or the calendar's name in Outlook"
+        )
+
+    async def _incremental(
+        self,
+        gateway: GraphGateway,
+        ctx: CalendarContext,
+        calendar_id: str | None,
+        state: CalendarSyncState,
+        run: RunHandle,
+    ) -> str:
+        # covers() checked both
+        assert state.window_start is not None
+        assert state.window_end is not None
+        rejected: list[MalformedItem] = []
+        delta_link = ""
+        pages = gateway.calendar_delta(
+            ctx.account,
+            calendar_id,
+            start=state.window_start,
+            end=state.window_end,
+            delta_link=state.delta_link,
+            page_size=self._page_size,
+        )
+        async for page in pages:
+            run.add("pages")
+            rejected += page.rejected
+            known = await self._lookup(ctx, {item.id for item in page.items})
+            await self._apply_page(page, known, ctx, run)
+            delta_link = page.delta_link or delta_link
+        if rejected:
+            raise _unreadable(rejected)
+        return delta_link
+
+    async def _full(
+        self,
+        gateway: GraphGateway,
+        ctx: CalendarContext,
+        calendar_id: str | None,
+        start: datetime,
+        end: datetime,
+        run: RunHandle,
+    ) -> str:
+        run.add("full_rounds")
+        scope = CalendarSyncState.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar)[1]
+        low, high = EventMapEntry.calendar_range(scope)
+        known = {
+            entry.event_id: entry
+            async for entry in self._map.list(_partition(ctx), row_key_from=low, row_key_to=high)
+        }
+        seen: set[str] = set()
+        rejected: list[MalformedItem] = []
+        delta_link = ""
+        async for page in gateway.calendar_delta(
+            ctx.account, calendar_id, start=start, end=end, page_size=self._page_size
+        ):
+            run.add("pages")
+            rejected += page.rejected
+            seen.update(item.id for item in page.items if isinstance(item, Event) and not item.is_cancelled)
+            await self._apply_page(page, known, ctx, run)
+            delta_link = page.delta_link or delta_link
+        if rejected:
+            # Which known events the unreadable items are is uncertain: delete nothing.
+            raise _unreadable(rejected)
+        await self._apply(
+            plan_reconcile([_known(e) for e in known.values()], seen, start, ctx), known, ctx, run
+        )
+        return delta_link
+
+    async def _apply_page(
+        self, page: DeltaPage[Event], known: dict[str, EventMapEntry], ctx: CalendarContext, run: RunHandle
+    ) -> None:
+        page_known = {item.id: _known(known[item.id]) for item in page.items if item.id in known}
+        unknown_tx = {
+            item.transaction_id
+            for item in page.items
+            if isinstance(item, Event) and item.transaction_id and item.id not in known
+        }
+        bridge = await self._bridge_transactions(ctx, unknown_tx)
+        actions = plan_items(
+            page.items, page_known, ctx, {tx: row.host_appointment_id for tx, row in bridge.items()}
+        )
+        await self._apply(actions, known, ctx, run, bridge)
+
+    async def _apply(
+        self,
+        actions: Iterable[Action],
+        known: dict[str, EventMapEntry],
+        ctx: CalendarContext,
+        run: RunHandle,
+        bridge: Mapping[str, EventTransaction] | None = None,
+    ) -> None:
+        """Apply in order: the host event first, then the map (see the module's docstring)."""
+        base = {"resourceId": ctx.resource_id, "account": ctx.account, "calendar": ctx.calendar}
+        now = self._clock()
+        for action in actions:
+            if isinstance(action, Upsert):
+                data = {**base, "appointment": action.payload}
+                await self._outbox.emit(ctx.tenant_id, UPSERTED, data, event_id=action.host_event_id)
+                entry = _entry(ctx, action.known, known.get(action.event.id), action.event, bridge, now)
+                known[action.event.id] = await self._map.upsert(entry)
+                run.add("upserted")
+            elif isinstance(action, Touch):
+                entry = _entry(ctx, action.known, known.get(action.known.event_id), None, None, now)
+                known[action.known.event_id] = await self._map.upsert(entry)
+                run.add("unchanged")
+            elif isinstance(action, Delete):
+                data = {**base, "appointment": deleted_payload(action.known, ctx)}
+                await self._outbox.emit(ctx.tenant_id, DELETED, data, event_id=action.host_event_id)
+                await self._forget(ctx, action.known.event_id, known)
+                run.add("deleted")
+            elif isinstance(action, Forget):
+                await self._forget(ctx, action.known.event_id, known)
+                run.add("aged_out")
+
+    async def _forget(self, ctx: CalendarContext, event_id: str, known: dict[str, EventMapEntry]) -> None:
+        key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, event_id)
+        await self._map.store.delete(*key)
+        known.pop(event_id, None)
+
+    async def _lookup(self, ctx: CalendarContext, ids: set[str]) -> dict[str, EventMapEntry]:
+        gate = asyncio.Semaphore(_LOOKUPS)
+
+        async def one(event_id: str) -> EventMapEntry | None:
+            async with gate:
+                key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, event_id)
+                return await self._map.get(*key)
+
+        found = await asyncio.gather(*(one(i) for i in ids))
+        return {entry.event_id: entry for entry in found if entry is not None}
+
+    async def _bridge_transactions(self, ctx: CalendarContext, ids: set[str]) -> dict[str, EventTransaction]:
+        found = [await self._tx.get(*EventTransaction.key(ctx.tenant_id, ctx.account, tx)) for tx in ids]
+        return {row.transaction_id: row for row in found if row is not None}
+
+    # --- the lease ------------------------------------------------------------------------------
+
+    async def _acquire(self, ctx: CalendarContext, owner: str) -> CalendarSyncState | None:
+        leased = False
+
+        def take(current: CalendarSyncState | None) -> CalendarSyncState:
+            nonlocal leased
+            now = self._clock()
+            if (
+                current is not None
+                and current.lease_owner
+                and current.lease_until is not None
+                and current.lease_until > now
+            ):
+                leased = False
+                return (
+                    current
+                    if current.rerun_requested
+                    else current.model_copy(update={"rerun_requested": True})
+                )
+            leased = True
+            base = current or CalendarSyncState(
+                tenant_id=ctx.tenant_id,
+                resource_id=ctx.resource_id,
+                account=ctx.account,
+                calendar=ctx.calendar,
+            )
+            return base.model_copy(
+                update={
+                    "lease_owner": owner,
+                    "lease_until": now + self._lease,
+                    "rerun_requested": False,
+                    "status": SyncStatus.RUNNING,
+                    "last_run_at": now,
+                }
+            )
+
+        state = await self._states.mutate(*_state_key(ctx), take)
+        return state if leased else None
+
+    async def _release(
+        self, ctx: CalendarContext, owner: str, progress: _Progress, *, allow_again: bool
+    ) -> CalendarSyncState | None:
+        """Store the round's progress. Returns the state to run again with (the lease kept)
+        when a rerun was asked for, else None (the lease released)."""
+        now = self._clock()
+        for _ in range(5):
+            current = await self._states.get(*_state_key(ctx))
+            if current is None or current.lease_owner != owner:
+                # The lease ran out and another worker took it (or the tenant was deleted):
+                # its view wins; ours is not written over it.
+                log.warning(
+                    "calendar lease lost before release", extra={"calendar": f"{ctx.account}/{ctx.calendar}"}
+                )
+                return None
+            again = current.rerun_requested and allow_again
+            updates = {
+                **progress.updates,
+                "status": SyncStatus.RUNNING if again else SyncStatus.OK,
+                "error": None,
+                "consecutive_failures": 0,
+                "last_success_at": now,
+                "rerun_requested": False,
+                "lease_owner": owner if again else None,
+                "lease_until": now + self._lease if again else None,
+                "last_run_at": now if again else current.last_run_at,
+            }
+            try:
+                saved = await self._states.save(current.model_copy(update=updates))
+            except StaleEtag:
+                continue
+            return saved if again else None
+        raise StaleEtag("the calendar's sync state kept changing while its lease was released")
+
+    async def _release_failed(self, ctx: CalendarContext, owner: str, exc: BaseException) -> None:
+        """Record the failure and let go; the delta link stays where it was."""
+        try:
+            for _ in range(5):
+                current = await self._states.get(*_state_key(ctx))
+                if current is None or current.lease_owner != owner:
+                    return
+                updates: dict[str, Any] = {
+                    "status": SyncStatus.FAILED,
+                    "error": describe(exc),
+                    "consecutive_failures": current.consecutive_failures + 1,
+                    "lease_owner": None,
+                    "lease_until": None,
+                }
+                if isinstance(exc, NotFound | CalendarNotFound):
+                    updates["calendar_id"] = None  # resolve the calendar's name again next time
+                try:
+                    await self._states.save(current.model_copy(update=updates))
+                    return
+                except StaleEtag:
+                    continue
+        except Exception:
+            # The sync's own error is what the caller must see; the lease expires by itself.
+            log.exception("could not record the calendar's failure")
+
+
+def _partition(ctx: CalendarContext) -> str:
+    return EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, "-")[0]
+
+
+def _state_key(ctx: CalendarContext) -> tuple[str, str]:
+    return CalendarSyncState.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar)
+
+
+def _known(entry: EventMapEntry) -> Known:
+    return Known(
+        entry.event_id,
+        entry.fingerprint,
+        entry.change_key,
+        entry.host_appointment_id,
+        entry.series_id,
+        entry.start,
+        entry.end,
+    )
+
+
+def _entry(
+    ctx: CalendarContext,
+    known: Known,
+    existing: EventMapEntry | None,
+    event: Event | None,
+    bridge: Mapping[str, EventTransaction] | None,
+    now: datetime,
+) -> EventMapEntry:
+    updates: dict[str, Any] = {
+        "host_appointment_id": known.host_appointment_id,
+        "series_id": known.series_id,
+        "change_key": known.change_key,
+        "fingerprint": known.fingerprint,
+        "start": known.start,
+        "end": known.end,
+        "updated_at": now,
+    }
+    if existing is None:
+        existing = EventMapEntry(
+            tenant_id=ctx.tenant_id,
+            resource_id=ctx.resource_id,
+            account=ctx.account,
+            calendar=ctx.calendar,
+            event_id=known.event_id,
+        )
+        tx = bridge.get(event.transaction_id) if bridge and event and event.transaction_id else None
+        if tx is not None:
+            updates |= {"origin": Origin.BRIDGE, "transaction_id": tx.transaction_id, "version": tx.version}
+    return existing.model_copy(update=updates)
+
+
+def _unreadable(rejected: list[MalformedItem]) -> UnreadableItems:
+    ids = sorted({r.item_id for r in rejected if r.item_id})
+    shown = ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")
+    return UnreadableItems(
+        f"Graph sent {len(rejected)} item(s) that could not be read ({shown or 'without ids'}: "
+        f"{rejected[0].reason}); the delta link was not advanced, so nothing is lost"
+    )
