@@ -63,7 +63,9 @@ class CalendarWorld:
     graph: InMemoryGraph = field(default_factory=InMemoryGraph)
     queue: InMemoryDeliveryQueue = field(default_factory=InMemoryDeliveryQueue)
     clock: Clock = field(default_factory=Clock)
-    policy: WindowPolicy = field(default_factory=lambda: WindowPolicy(days_back=7, days_ahead=30, slack_days=7))
+    policy: WindowPolicy = field(
+        default_factory=lambda: WindowPolicy(days_back=7, days_ahead=30, slack_days=7)
+    )
     page_size: int = 3
 
     def __post_init__(self) -> None:
@@ -76,7 +78,12 @@ class CalendarWorld:
 
     def sync(self) -> CalendarSync:
         return CalendarSync(
-            self.tables, self.outbox, FakeGraphs(self.graph), self.policy, clock=self.clock, page_size=self.page_size
+            self.tables,
+            self.outbox,
+            FakeGraphs(self.graph),
+            self.policy,
+            clock=self.clock,
+            page_size=self.page_size,
         )
 
     async def add_tenant(self, *, language: str = "en", time_zone: str = "Europe/Oslo") -> Tenant:
@@ -89,7 +96,9 @@ class CalendarWorld:
 
     async def setup(self, direction: Direction = Direction.DOWN, calendars: list[str] | None = None) -> None:
         await self.add_tenant()
-        await self.link(LinkedAccount(account=ADELE, direction=direction, calendars=calendars or [DEFAULT_CALENDAR]))
+        await self.link(
+            LinkedAccount(account=ADELE, direction=direction, calendars=calendars or [DEFAULT_CALENDAR])
+        )
 
     async def run(self, **request: Any) -> RunHandle | None:
         values = {"tenant_id": TENANT, "resource_id": RESOURCE, **request}
