@@ -37,10 +37,10 @@ def test_given_the_same_payload_with_a_new_change_key_then_only_the_map_is_touch
 
 def test_given_an_edit_then_the_upsert_has_a_new_host_event_id():
     [first] = plan_items([_event("e1")], {}, CTX)
-    [edit] = plan_items([_event("e1", "Moved", "CK2")], _known(first), CTX)
-    [back] = plan_items([_event("e1", "Visit", "CK3")], {"e1": edit.known}, CTX)  # type: ignore[union-attr]
     assert isinstance(first, Upsert)
+    [edit] = plan_items([_event("e1", "Moved", "CK2")], _known(first), CTX)
     assert isinstance(edit, Upsert)
+    [back] = plan_items([_event("e1", "Visit", "CK3")], {"e1": edit.known}, CTX)
     assert isinstance(back, Upsert)
     # reverting to earlier content is a new change: its event id must differ from the first
     assert len({first.host_event_id, edit.host_event_id, back.host_event_id}) == 3

@@ -388,7 +388,7 @@ class RejectingGraphs:
 
                 return pages()
 
-        return Wrapped()  # type: ignore[return-value]
+        return Wrapped()
 
 
 async def test_given_an_unreadable_item_then_the_link_is_not_advanced_and_nothing_is_deleted(
