@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import runpy
 import secrets
@@ -72,6 +73,10 @@ class DemoTenant:
             },
         }
         graph.calendar.create_event(self.adele, weekly)
+        doctor = _event("Doctor's appointment", day + timedelta(days=2, hours=6))
+        doctor["sensitivity"] = "private"
+        graph.calendar.create_event(self.adele, doctor)
+        graph.calendar.create_event(self.grady, _event("Site inspection", day + timedelta(days=1, hours=2)))
 
     def credential(self) -> Any:
         from azure.identity.aio import ClientSecretCredential
@@ -239,7 +244,7 @@ class DemoReceiver:
 
 async def job_tenant_and_delivery(
     http: aiohttp.ClientSession, host: Any, demo: DemoTenant, operator_key: str, receiver: DemoReceiver
-) -> None:
+) -> dict[str, str]:
     """An operator onboards the demo tenant, its host system links a resource, asks for a test
     event, receives it signed at its webhook, and pages the same event from the feed."""
     base = host.base_url + "/api/v1"
@@ -309,6 +314,106 @@ async def job_tenant_and_delivery(
         f"✓ job feed: GET …/events returns {len(feed['events'])} event(s), next cursor {feed['next']}; "
         f"last run: {latest.get('function')} {latest.get('status')}"
     )
+    return tenant_key
+
+
+def _appointments(receiver: DemoReceiver) -> list[dict[str, Any]]:
+    out = []
+    for body, _ in receiver.received:
+        envelope = json.loads(body)
+        if envelope["type"].startswith("appointment."):
+            out.append(envelope)
+    return out
+
+
+async def _wait_for(what: str, done: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await done():
+            return
+        await asyncio.sleep(0.2)
+    say(f"✗ {what}: not done within {seconds:.0f} s")
+    raise SystemExit(1)
+
+
+async def job_calendar_sync(
+    http: aiohttp.ClientSession,
+    host: Any,
+    demo: DemoTenant,
+    tenant_key: dict[str, str],
+    receiver: DemoReceiver,
+) -> None:
+    """The scheduled down-sync: the timer fans out one queue message per down-linked calendar,
+    workers read calendarView/delta and the host's webhook receives the appointments. Then a
+    person edits Outlook and the host presses "Sync calendar": only the changes arrive."""
+    base = host.base_url + "/api/v1/tenants/contoso-demo"
+    now = datetime.now(UTC)
+    outlook = sum(
+        len(demo.graph.calendar.view(user, now - timedelta(days=30), now + timedelta(days=365)))
+        for user in (demo.adele, demo.grady)
+    )
+    async with http.post(
+        f"{host.base_url}/admin/functions/calendar_sync_fanout",
+        json={"input": ""},
+        headers={"x-functions-key": host.master_key},
+    ) as resp:
+        accepted = resp.status
+
+    async def all_synced() -> bool:
+        async with http.get(f"{base}/resources/room-4b/sync", headers=tenant_key) as reply:
+            status = await reply.json(content_type=None)
+        return (
+            all(c["status"] == "ok" for c in status["calendars"]) and len(_appointments(receiver)) >= outlook
+        )
+
+    await _wait_for("job calendar sync", all_synced)
+    first = _appointments(receiver)
+    series = sum(1 for e in first if e["data"]["appointment"]["seriesId"])
+    private = next(
+        e["data"]["appointment"] for e in first if e["data"]["appointment"]["sensitivity"] == "private"
+    )
+    by_account: dict[str, int] = {}
+    for e in first:
+        by_account[e["data"]["account"]] = by_account.get(e["data"]["account"], 0) + 1
+    say(
+        f"✓ job calendar sync: timer fan-out (admin API HTTP {accepted}) → {len(by_account)} calendars → "
+        f"{len(first)} appointment.upserted at the host webhook ({series} occurrences of a series; "
+        f"per account {by_account}); a private event arrives as "
+        f"{private['subject']!r}, readOnly={private['readOnly']}"
+    )
+
+    demo.graph.calendar.update_event(demo.adele, demo.event_ids[2], {"subject": "Customer visit (new time)"})
+    demo.graph.calendar.delete_event(demo.adele, demo.event_ids[0])
+    async with http.post(f"{base}/resources/room-4b/sync", headers=tenant_key) as resp:
+        requested = await resp.json(content_type=None)
+        status = resp.status
+    run_id = requested["runId"]
+
+    async def run_done() -> bool:
+        async with http.get(f"{base}/runs?function=calendar-sync", headers=tenant_key) as reply:
+            runs = (await reply.json(content_type=None))["runs"]
+        return any(r["id"] == run_id and r["status"] != "running" for r in runs)
+
+    await _wait_for("job sync calendar", run_done)
+    await _wait_for("job sync calendar (delivery)", _delivered(receiver, len(first) + 2))
+    changes = [
+        f"{e['type']} {a.get('subject') or a['eventId'][:12] + '…'}"
+        for e in _appointments(receiver)[len(first) :]
+        for a in [e["data"]["appointment"]]
+    ]
+    async with http.get(f"{base}/runs?function=calendar-sync&limit=1", headers=tenant_key) as reply:
+        run = (await reply.json(content_type=None))["runs"][0]
+    say(
+        f"✓ job sync calendar: after an edit and a delete in Outlook, POST …/resources/room-4b/sync "
+        f"(HTTP {status}, run {run_id[:8]}… {run['status']}, counts {run['counts']}) delivered only {changes}"
+    )
+
+
+def _delivered(receiver: DemoReceiver, count: int) -> Any:
+    async def check() -> bool:
+        return len(_appointments(receiver)) >= count
+
+    return check
 
 
 async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.Event | None) -> None:
@@ -358,7 +463,8 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_housekeeping(http, host.base_url, host.master_key)
             await job_graph(demo)
             async with aiohttp.ClientSession() as http:
-                await job_tenant_and_delivery(http, host, demo, operator_key, receiver)
+                tenant_key = await job_tenant_and_delivery(http, host, demo, operator_key, receiver)
+                await job_calendar_sync(http, host, demo, tenant_key, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

@@ -56,11 +56,24 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
         assert re.search(r"^✓ job housekeeping: .* succeeded, pruned 2 runs", output, re.M), output
         assert "/api/v1/health" in output
         assert re.search(r"^  Graph emulator https://127\.0\.0\.1:\d+/v1\.0", output, re.M), output
-        assert re.search(r"^✓ job graph: .* 7 events \(4 occurrences of a weekly series\)", output, re.M), (
+        assert re.search(r"^✓ job graph: .* 8 events \(4 occurrences of a weekly series\)", output, re.M), (
             output
         )
         assert re.search(
             r"^✓ job graph: after an edit and a delete .* 1 changed and 1 removed", output, re.M
+        ), output
+        # the down-sync: 7 events of Adele (one was deleted by the graph job) and 1 of Grady
+        assert re.search(
+            r"^✓ job calendar sync: .* 2 calendars → 8 appointment\.upserted .* 'Privat avtale', "
+            r"readOnly=True",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r"^✓ job sync calendar: .*\(HTTP 202, run \w+… succeeded.*'deleted': 1.*\) delivered only "
+            r"\['appointment\.upserted Customer visit \(new time\)', 'appointment\.deleted AAMk",
+            output,
+            re.M,
         ), output
 
         proc.send_signal(signal.SIGINT)
