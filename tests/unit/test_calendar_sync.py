@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from core.calendar.cleanup import forget_unlinked_calendars
 from core.calendar.fanout import fan_out, request_resource_sync
 from core.calendar.requests import InMemorySyncQueue, SyncRequest
 from core.calendar.sync import CalendarSyncFailed
@@ -18,6 +19,7 @@ from core.errors import StoreUnavailable
 from core.graph.errors import ConsentMissing, GraphUnavailable, MalformedItem
 from core.graph.model import DeltaPage, Event, EventChanges, EventDraft, Sensitivity
 from core.graph.port import GraphGateway
+from core.housekeeping import housekeeping
 from core.request_errors import ItemNotFound
 from core.store.records import (
     DEFAULT_CALENDAR,
@@ -222,6 +224,7 @@ async def test_given_a_crash_between_the_host_event_and_the_map_then_the_retry_e
 async def test_given_no_consent_then_the_run_fails_in_plain_words_and_deletes_nothing(world: CalendarWorld):
     world.create("Visit", T0 + timedelta(days=1))
     await world.run()
+    world.clock.advance(timedelta(minutes=15))  # so the failed run is the newest
     world.graph.expire_delta_links(ADELE)
     world.graph.inject(
         ADELE,
@@ -449,3 +452,29 @@ def test_given_queue_messages_then_requests_round_trip_and_garbage_is_refused():
     for bad in ("nope", "[]", '{"tenantId": "t"}', '{"tenantId": "t", "resourceId": "r", "account": "a"}'):
         with pytest.raises(ValueError, match=r"calendar-sync message|names"):
             SyncRequest.parse(bad)
+
+
+async def test_given_an_unlinked_calendar_then_housekeeping_forgets_its_state_but_keeps_paused_ones(
+    world: CalendarWorld,
+):
+    world.create("Visit", T0 + timedelta(days=1))
+    world.graph.outlook_create_event(
+        GRADY,
+        None,
+        EventDraft(subject="Grady's", start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=1)),
+    )
+    await world.link(
+        LinkedAccount(account=ADELE, direction=Direction.DOWN),
+        LinkedAccount(account=GRADY, direction=Direction.DOWN),
+    )
+    await world.run()
+    assert len(await world.map_entries()) == 2
+    # Grady is paused, Adele is unlinked
+    await world.link(LinkedAccount(account=GRADY, direction=Direction.NONE))
+    run = await housekeeping(world.tables.runs(), 30, clock=world.clock, outbox=world.tables)
+    assert run.counts["unlinked_calendar_rows_removed"] == 2  # Adele's state row and her map entry
+    [entry] = await world.map_entries()
+    assert entry.account == GRADY
+    states = [s async for s in world.tables.repo(CalendarSyncState).list(TENANT)]
+    assert [s.account for s in states] == [GRADY]
+    assert await forget_unlinked_calendars(world.tables, TENANT, world.clock()) == 0
