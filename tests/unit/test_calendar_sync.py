@@ -257,7 +257,9 @@ async def test_given_concurrent_requests_then_one_worker_syncs_and_the_rest_coal
     assert sum(c.get("calendars_coalesced", 0) for c in counts) == 3
     assert sum(c.get("upserted", 0) for c in counts) == 1
     assert sum(c.get("full_rounds", 0) for c in counts) == 1
-    assert sum(c.get("pages", 0) for c in counts) == 2  # the holder ran once more for the others
+    # the holder ran at least once more for the others (once more per request that came while
+    # it was already on its extra round), never a round per request in parallel
+    assert 2 <= sum(c.get("pages", 0) for c in counts) <= 4
     state = await _state(world)
     assert (state.lease_owner, state.rerun_requested, state.status) == (None, False, SyncStatus.OK)
 
