@@ -9,7 +9,7 @@ from core.bootstrap import container
 from core.calendar.fanout import fan_out, request_resource_sync
 from core.calendar.requests import CALENDAR_QUEUE, SyncRequest
 from core.calendar.status import sync_status
-from core.calendar.sync import CalendarSyncFailed
+from core.calendar.sync import run_queued
 from core.tenants import TenantContext
 from functions.http import json_response, tenant_endpoint
 
@@ -31,14 +31,11 @@ async def calendar_sync(msg: func.QueueMessage) -> None:
     """Run one sync request. A calendar that failed for a reason a retry may fix (throttling,
     Graph or storage unavailable) fails the message, so the queue retries it (and after
     maxDequeueCount parks it in `calendar-sync-poison`); one that needs a person (consent, a
-    missing calendar) is recorded as a failed run and the message is done."""
+    missing calendar) is recorded as a failed run and the message is done. Throttling with a
+    Retry-After longer than the queue's retry re-queues the request with that delay."""
     request = SyncRequest.parse(msg.get_body().decode("utf-8", "replace"))
     app = await container()
-    try:
-        await app.calendar_sync().run(request)
-    except CalendarSyncFailed as exc:
-        if exc.retryable:
-            raise
+    await run_queued(app.calendar_sync(), app.sync_queue(), request)
 
 
 @bp.route(route=SYNC, methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

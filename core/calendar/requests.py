@@ -10,7 +10,7 @@ harm (a duplicate coalesces on the calendar's lease).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 from azure.storage.queue.aio import QueueServiceClient
@@ -30,6 +30,10 @@ class SyncRequest:
     calendar: str | None = None
     run_id: str | None = None
     reason: str = "timer"
+    attempt: int = 0  # re-queued after a long Retry-After this many times
+
+    def retry(self) -> SyncRequest:
+        return replace(self, attempt=self.attempt + 1)
 
     def __post_init__(self) -> None:
         if not self.tenant_id or not self.resource_id:
@@ -38,6 +42,8 @@ class SyncRequest:
             raise ValueError("a sync request names both an account and a calendar, or neither")
         if self.reason not in REASONS:
             raise ValueError(f"a sync request's reason is one of {sorted(REASONS)}")
+        if not isinstance(self.attempt, int) or self.attempt < 0:
+            raise ValueError("a sync request's attempt is a non-negative integer")
 
     def to_message(self) -> str:
         fields = {
@@ -47,6 +53,7 @@ class SyncRequest:
             "calendar": self.calendar,
             "runId": self.run_id,
             "reason": self.reason,
+            "attempt": self.attempt or None,
         }
         return json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":"))
 
@@ -70,7 +77,10 @@ class SyncRequest:
         for name, value in values.items():
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"a calendar-sync message's {name} must be a string")
-        return cls(**values)
+        attempt = raw.get("attempt", 0)
+        if type(attempt) is not int:
+            raise ValueError("a calendar-sync message's attempt must be an integer")
+        return cls(**values, attempt=attempt)
 
 
 class SyncQueue(Protocol):

@@ -43,7 +43,7 @@ from core.calendar.planner import (
     plan_items,
     plan_reconcile,
 )
-from core.calendar.requests import SyncRequest
+from core.calendar.requests import SyncQueue, SyncRequest
 from core.calendar.window import WindowPolicy
 from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
 from core.graph.errors import (
@@ -83,13 +83,21 @@ _LOOKUPS = 16  # event-map point reads in flight per page
 
 # What a queue retry may fix: the rest (consent, a missing calendar, unreadable items) waits
 # for the next timer run or for an operator, instead of filling the poison queue.
-TRANSIENT = (Throttled, GraphUnavailable, MalformedResponse, StoreUnavailable, StaleEtag)
+TRANSIENT = (Throttled, GraphUnavailable, MalformedResponse, SyncStateExpired, StoreUnavailable, StaleEtag)
 
 
 class Emitter(Protocol):
     async def emit(
-        self, tenant_id: str, type: str, data: dict[str, Any], *, event_id: str | None = None
+        self,
+        tenant_id: str,
+        type: str,
+        data: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        nudge: bool = True,
     ) -> object: ...
+
+    async def nudge(self, tenant_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,10 @@ class CalendarSyncFailed(Reportable):
         self.failures = failures
         self.retryable = any(
             isinstance(exc, TRANSIENT) or not isinstance(exc, Reportable) for _, exc in failures
+        )
+        # Graph's advice for when to come back, when it throttled a calendar
+        self.retry_after = max(
+            (exc.retry_after or 0.0 for _, exc in failures if isinstance(exc, Throttled)), default=0.0
         )
         super().__init__("; ".join(f"{target.name}: {describe(exc)}" for target, exc in failures))
 
@@ -261,8 +273,15 @@ class CalendarSync:
                     "delta state expired; full resync", extra={"calendar": f"{ctx.account}/{ctx.calendar}"}
                 )
         start, end = self._policy.fresh(now)
+        try:
+            delta_link = await self._full(gateway, ctx, calendar_id, start, end, run)
+        except SyncStateExpired:
+            # the paging state expired inside the round: once more from the start (what was
+            # applied already is a no-op the second time)
+            run.add("delta_state_expired")
+            delta_link = await self._full(gateway, ctx, calendar_id, start, end, run)
         progress.updates |= {
-            "delta_link": await self._full(gateway, ctx, calendar_id, start, end, run),
+            "delta_link": delta_link,
             "window_start": start,
             "window_end": end,
             "last_full_sync_at": now,
@@ -374,28 +393,39 @@ class CalendarSync:
         run: RunHandle,
         bridge: Mapping[str, EventTransaction] | None = None,
     ) -> None:
-        """Apply in order: the host event first, then the map (see the module's docstring)."""
+        """Apply in order: the host event first, then the map (see the module's docstring).
+        The dispatcher is nudged once for the lot, not per event."""
         base = {"resourceId": ctx.resource_id, "account": ctx.account, "calendar": ctx.calendar}
         now = self._clock()
-        for action in actions:
-            if isinstance(action, Upsert):
-                data = {**base, "appointment": action.payload}
-                await self._outbox.emit(ctx.tenant_id, UPSERTED, data, event_id=action.host_event_id)
-                entry = _entry(ctx, action.known, known.get(action.event.id), action.event, bridge, now)
-                known[action.event.id] = await self._map.upsert(entry)
-                run.add("upserted")
-            elif isinstance(action, Touch):
-                entry = _entry(ctx, action.known, known.get(action.known.event_id), None, None, now)
-                known[action.known.event_id] = await self._map.upsert(entry)
-                run.add("unchanged")
-            elif isinstance(action, Delete):
-                data = {**base, "appointment": deleted_payload(action.known, ctx)}
-                await self._outbox.emit(ctx.tenant_id, DELETED, data, event_id=action.host_event_id)
-                await self._forget(ctx, action.known.event_id, known)
-                run.add("deleted")
-            elif isinstance(action, Forget):
-                await self._forget(ctx, action.known.event_id, known)
-                run.add("aged_out")
+        emitted = False
+        try:
+            for action in actions:
+                if isinstance(action, Upsert):
+                    data = {**base, "appointment": action.payload}
+                    await self._emit(ctx, UPSERTED, data, action.host_event_id)
+                    emitted = True
+                    entry = _entry(ctx, action.known, known.get(action.event.id), action.event, bridge, now)
+                    known[action.event.id] = await self._map.upsert(entry)
+                    run.add("upserted")
+                elif isinstance(action, Touch):
+                    entry = _entry(ctx, action.known, known.get(action.known.event_id), None, None, now)
+                    known[action.known.event_id] = await self._map.upsert(entry)
+                    run.add("unchanged")
+                elif isinstance(action, Delete):
+                    data = {**base, "appointment": deleted_payload(action.known, ctx)}
+                    await self._emit(ctx, DELETED, data, action.host_event_id)
+                    emitted = True
+                    await self._forget(ctx, action.known.event_id, known)
+                    run.add("deleted")
+                elif isinstance(action, Forget):
+                    await self._forget(ctx, action.known.event_id, known)
+                    run.add("aged_out")
+        finally:
+            if emitted:
+                await self._outbox.nudge(ctx.tenant_id)
+
+    async def _emit(self, ctx: CalendarContext, type_: str, data: dict[str, Any], event_id: str) -> None:
+        await self._outbox.emit(ctx.tenant_id, type_, data, event_id=event_id, nudge=False)
 
     async def _forget(self, ctx: CalendarContext, event_id: str, known: dict[str, EventMapEntry]) -> None:
         key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, event_id)
@@ -575,3 +605,25 @@ def _unreadable(rejected: list[MalformedItem]) -> UnreadableItems:
         f"Graph sent {len(rejected)} item(s) that could not be read ({shown or 'without ids'}: "
         f"{rejected[0].reason}); the delta link was not advanced, so nothing is lost"
     )
+
+
+# The queue's own retry comes after host.json's visibilityTimeout; a longer Retry-After from
+# Graph is honoured by re-queueing the request with that delay instead.
+QUEUE_RETRY_SECONDS = 10.0
+MAX_ATTEMPTS = 5
+
+
+async def run_queued(sync: CalendarSync, queue: SyncQueue, request: SyncRequest) -> None:
+    """Run a request from the `calendar-sync` queue. Returns when the message is done: synced,
+    failed for a reason only a person can fix (the run says which), or re-queued to honour a
+    Retry-After longer than the queue's own retry. Raises when the queue should retry it."""
+    try:
+        await sync.run(request)
+    except CalendarSyncFailed as failed:
+        if not failed.retryable:
+            return
+        if failed.retry_after > QUEUE_RETRY_SECONDS and request.attempt + 1 < MAX_ATTEMPTS:
+            await queue.send(request.retry(), delay=failed.retry_after)
+            log.info("throttled; sync request re-queued", extra={"delay_seconds": failed.retry_after})
+            return
+        raise

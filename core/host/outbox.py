@@ -63,11 +63,13 @@ class Outbox:
         *,
         event_id: str | None = None,
         occurred_at: datetime | None = None,
+        nudge: bool = True,
     ) -> OutboxEvent:
         """Append `{id, type, tenantId, occurredAt, data}` to the tenant's outbox and nudge its
         dispatcher. With `event_id`, emitting the same id again returns the first event and
         appends nothing (its type and data are the first call's). Raises ValueError for an
-        invalid event, before anything is written."""
+        invalid event, before anything is written. A capability emitting many events at once
+        passes `nudge=False` and calls `nudge` once after them."""
         check_event(type, data, event_id)
         occurred = occurred_at or self._clock()
         # a row Table Storage would refuse (too large) fails here, before a sequence is taken
@@ -76,12 +78,17 @@ class Outbox:
             event = await self._append(tenant_id, str(uuid.uuid4()), type, data, occurred)
         else:
             event = await self._append_once(tenant_id, event_id, type, data, occurred)
+        if nudge:
+            await self.nudge(tenant_id)
+        return event
+
+    async def nudge(self, tenant_id: str) -> None:
+        """Ask the tenant's dispatcher to deliver what is due. Best effort: the events are
+        committed already, and the safety-net timer nudges the tenant if this is lost."""
         try:
             await self._queue.nudge(tenant_id)
         except Exception:
-            # committed already: the safety-net timer nudges the tenant instead
             log.warning("could not nudge the dispatcher", exc_info=True, extra={"tenant_id": tenant_id})
-        return event
 
     async def _reserve(self, tenant_id: str) -> int:
         return await next_sequence(self._store.counters, OUTBOX, tenant_id)

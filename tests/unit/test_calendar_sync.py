@@ -14,9 +14,9 @@ import pytest
 from core.calendar.cleanup import forget_unlinked_calendars
 from core.calendar.fanout import fan_out, request_resource_sync
 from core.calendar.requests import InMemorySyncQueue, SyncRequest
-from core.calendar.sync import CalendarSyncFailed
+from core.calendar.sync import MAX_ATTEMPTS, CalendarSyncFailed, run_queued
 from core.errors import StoreUnavailable
-from core.graph.errors import ConsentMissing, GraphUnavailable, MalformedItem
+from core.graph.errors import ConsentMissing, GraphUnavailable, MalformedItem, SyncStateExpired, Throttled
 from core.graph.model import DeltaPage, Event, EventChanges, EventDraft, Sensitivity
 from core.graph.port import GraphGateway
 from core.housekeeping import housekeeping
@@ -480,3 +480,78 @@ async def test_given_an_unlinked_calendar_then_housekeeping_forgets_its_state_bu
     states = [s async for s in world.tables.repo(CalendarSyncState).list(TENANT)]
     assert [s.account for s in states] == [GRADY]
     assert await forget_unlinked_calendars(world.tables, TENANT, world.clock()) == 0
+
+
+def _failing_on_page(world: CalendarWorld, page_number: int, error: Exception, times: int = 1) -> None:
+    """Make the fake's calendar_delta raise `error` when page `page_number` is due, `times` times."""
+    real = world.graph.calendar_delta
+    left = {"n": times}
+
+    def flaky(*args: Any, **kw: Any) -> AsyncIterator[DeltaPage[Event]]:
+        async def pages() -> AsyncIterator[DeltaPage[Event]]:
+            number = 0
+            async for page in real(*args, **kw):
+                number += 1
+                if number == page_number and left["n"]:
+                    left["n"] -= 1
+                    raise error
+                yield page
+
+        return pages()
+
+    world.graph.calendar_delta = flaky  # type: ignore[method-assign]
+
+
+async def test_given_the_paging_state_expiring_inside_a_full_round_then_the_round_starts_over(
+    world: CalendarWorld,
+):
+    for i in range(7):
+        world.create(f"Visit {i}", T0 + timedelta(days=1, hours=i))
+    _failing_on_page(
+        world, 2, SyncStateExpired("calendar_delta: the delta state expired (HTTP 410)", status=410)
+    )
+    run = await world.run()
+    assert run is not None
+    assert (run.counts["full_rounds"], run.counts["delta_state_expired"], run.counts["upserted"]) == (2, 1, 7)
+    assert len(await world.events()) == 7  # page 1 applied twice, delivered once
+    assert (await _state(world)).delta_link is not None
+
+
+async def test_given_a_long_retry_after_then_the_request_is_requeued_with_that_delay(world: CalendarWorld):
+    world.create("Visit", T0 + timedelta(days=1))
+    queue = InMemorySyncQueue()
+    delays: list[float] = []
+    real_send = queue.send
+
+    async def send(request: SyncRequest, *, delay: float = 0.0) -> None:
+        delays.append(delay)
+        await real_send(request, delay=delay)
+
+    queue.send = send  # type: ignore[method-assign]
+    throttled = Throttled("calendar_delta: throttled by Graph (HTTP 429)", retry_after=120, status=429)
+    request = SyncRequest(TENANT, RESOURCE, run_id="r1")
+    world.graph.inject(ADELE, throttled)
+    await run_queued(world.sync(), queue, request)  # the message is done: a delayed copy waits
+    world.clock.advance(timedelta(minutes=1))  # each attempt records its own run row
+    assert (queue.sent, delays) == ([replace(request, attempt=1)], [120])
+    world.graph.inject(ADELE, throttled)
+    with pytest.raises(CalendarSyncFailed):  # the last attempt goes back to the queue's own retry
+        await run_queued(world.sync(), queue, replace(request, attempt=MAX_ATTEMPTS - 1))
+    world.clock.advance(timedelta(minutes=1))
+    world.graph.inject(ADELE, Throttled("throttled", retry_after=2, status=429))
+    with pytest.raises(CalendarSyncFailed):  # short advice: the queue's own retry is soon enough
+        await run_queued(world.sync(), queue, request)
+    world.clock.advance(timedelta(minutes=1))
+    world.graph.inject(ADELE, ConsentMissing("no consent", permission="Calendars.Read", status=403))
+    await run_queued(world.sync(), queue, request)  # a person must act: done, not retried
+    assert len(queue.sent) == 1
+    world.clock.advance(timedelta(minutes=1))
+    await run_queued(world.sync(), queue, request)
+    assert len(await world.events()) == 1
+
+
+async def test_given_many_events_then_the_dispatcher_is_nudged_once_per_page(world: CalendarWorld):
+    for i in range(7):
+        world.create(f"Visit {i}", T0 + timedelta(days=1, hours=i))
+    await world.run()
+    assert len(world.queue.nudges) == 3  # three pages of three, three and one
