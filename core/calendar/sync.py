@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -57,6 +57,7 @@ from core.graph.errors import (
 from core.graph.model import DeltaPage, Event
 from core.graph.port import DEFAULT_DELTA_PAGE_SIZE, GraphGateway
 from core.graph_access import GraphProvider
+from core.host import Emission
 from core.runs import Clock, RunHandle, track_run, utc_now
 from core.store import Tables
 from core.store.records import (
@@ -87,17 +88,9 @@ TRANSIENT = (Throttled, GraphUnavailable, MalformedResponse, SyncStateExpired, S
 
 
 class Emitter(Protocol):
-    async def emit(
-        self,
-        tenant_id: str,
-        type: str,
-        data: dict[str, Any],
-        *,
-        event_id: str | None = None,
-        nudge: bool = True,
-    ) -> object: ...
-
-    async def nudge(self, tenant_id: str) -> None: ...
+    async def emit_many(
+        self, tenant_id: str, events: Sequence[Emission], *, nudge: bool = True
+    ) -> Sequence[object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,39 +386,34 @@ class CalendarSync:
         run: RunHandle,
         bridge: Mapping[str, EventTransaction] | None = None,
     ) -> None:
-        """Apply in order: the host event first, then the map (see the module's docstring).
-        The dispatcher is nudged once for the lot, not per event."""
+        """Apply in order: the page's host events first (one outbox batch, one dispatcher
+        nudge), then the map (see the module's docstring)."""
+        actions = list(actions)
         base = {"resourceId": ctx.resource_id, "account": ctx.account, "calendar": ctx.calendar}
+        emissions = [
+            Emission(UPSERTED, {**base, "appointment": a.payload}, a.host_event_id)
+            if isinstance(a, Upsert)
+            else Emission(DELETED, {**base, "appointment": deleted_payload(a.known, ctx)}, a.host_event_id)
+            for a in actions
+            if isinstance(a, Upsert | Delete)
+        ]
+        await self._outbox.emit_many(ctx.tenant_id, emissions)
         now = self._clock()
-        emitted = False
-        try:
-            for action in actions:
-                if isinstance(action, Upsert):
-                    data = {**base, "appointment": action.payload}
-                    await self._emit(ctx, UPSERTED, data, action.host_event_id)
-                    emitted = True
-                    entry = _entry(ctx, action.known, known.get(action.event.id), action.event, bridge, now)
-                    known[action.event.id] = await self._map.upsert(entry)
-                    run.add("upserted")
-                elif isinstance(action, Touch):
-                    entry = _entry(ctx, action.known, known.get(action.known.event_id), None, None, now)
-                    known[action.known.event_id] = await self._map.upsert(entry)
-                    run.add("unchanged")
-                elif isinstance(action, Delete):
-                    data = {**base, "appointment": deleted_payload(action.known, ctx)}
-                    await self._emit(ctx, DELETED, data, action.host_event_id)
-                    emitted = True
-                    await self._forget(ctx, action.known.event_id, known)
-                    run.add("deleted")
-                elif isinstance(action, Forget):
-                    await self._forget(ctx, action.known.event_id, known)
-                    run.add("aged_out")
-        finally:
-            if emitted:
-                await self._outbox.nudge(ctx.tenant_id)
-
-    async def _emit(self, ctx: CalendarContext, type_: str, data: dict[str, Any], event_id: str) -> None:
-        await self._outbox.emit(ctx.tenant_id, type_, data, event_id=event_id, nudge=False)
+        for action in actions:
+            if isinstance(action, Upsert):
+                entry = _entry(ctx, action.known, known.get(action.event.id), action.event, bridge, now)
+                known[action.event.id] = await self._map.upsert(entry)
+                run.add("upserted")
+            elif isinstance(action, Touch):
+                entry = _entry(ctx, action.known, known.get(action.known.event_id), None, None, now)
+                known[action.known.event_id] = await self._map.upsert(entry)
+                run.add("unchanged")
+            elif isinstance(action, Delete):
+                await self._forget(ctx, action.known.event_id, known)
+                run.add("deleted")
+            elif isinstance(action, Forget):
+                await self._forget(ctx, action.known.event_id, known)
+                run.add("aged_out")
 
     async def _forget(self, ctx: CalendarContext, event_id: str, known: dict[str, EventMapEntry]) -> None:
         key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, event_id)

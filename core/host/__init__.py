@@ -10,7 +10,7 @@ from __future__ import annotations
 from core.host.delivery import DeliveryConfig, Dispatcher, DispatchResult, Stop, previous_webhook_secret_name
 from core.host.envelope import envelope, envelope_bytes
 from core.host.feed import BadFeedQuery, FeedPage, parse_cursor, parse_limit, read_feed
-from core.host.outbox import EmitFailed, Outbox
+from core.host.outbox import Emission, EmitFailed, Outbox
 from core.host.queues import (
     DELIVERY_QUEUE,
     POISON_QUEUE,
@@ -33,6 +33,7 @@ __all__ = [
     "DeliveryQueue",
     "DispatchResult",
     "Dispatcher",
+    "Emission",
     "EmitFailed",
     "FeedPage",
     "InMemoryDeliveryQueue",

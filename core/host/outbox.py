@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +51,15 @@ class EmitFailed(RuntimeError):
     """The event could not be appended after many lost races; nothing was emitted twice."""
 
 
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """One event of an `emit_many` batch."""
+
+    type: str
+    data: dict[str, Any]
+    event_id: str
+
+
 class Outbox:
     def __init__(self, tables: Tables, queue: DeliveryQueue, *, clock: Clock = utc_now) -> None:
         self._store = OutboxStore(tables)
@@ -63,13 +74,11 @@ class Outbox:
         *,
         event_id: str | None = None,
         occurred_at: datetime | None = None,
-        nudge: bool = True,
     ) -> OutboxEvent:
         """Append `{id, type, tenantId, occurredAt, data}` to the tenant's outbox and nudge its
         dispatcher. With `event_id`, emitting the same id again returns the first event and
         appends nothing (its type and data are the first call's). Raises ValueError for an
-        invalid event, before anything is written. A capability emitting many events at once
-        passes `nudge=False` and calls `nudge` once after them."""
+        invalid event, before anything is written. Many events at once: `emit_many`."""
         check_event(type, data, event_id)
         occurred = occurred_at or self._clock()
         # a row Table Storage would refuse (too large) fails here, before a sequence is taken
@@ -78,9 +87,34 @@ class Outbox:
             event = await self._append(tenant_id, str(uuid.uuid4()), type, data, occurred)
         else:
             event = await self._append_once(tenant_id, event_id, type, data, occurred)
+        await self.nudge(tenant_id)
+        return event
+
+    async def emit_many(
+        self, tenant_id: str, events: Sequence[Emission], *, nudge: bool = True
+    ) -> list[OutboxEvent]:
+        """Emit `events` in order, each idempotent by its event id as with `emit`, reserving
+        their sequences with one counter write instead of one each: many workers of a tenant
+        emitting pages of changes at once would otherwise queue up on that one counter row.
+        A sequence left unused (its event was emitted before) is closed as a gap at once, so
+        readers never wait on it. Raises ValueError for an invalid event, before anything is
+        written."""
+        if not events:
+            return []
+        occurred = self._clock()
+        for event in events:
+            check_event(event.type, event.data, event.event_id)
+            codec.encode(self._entry(tenant_id, 0, event.event_id, event.type, event.data, occurred))
+        first = await self._reserve(tenant_id, len(events))
+        written = [
+            await self._append_once(
+                tenant_id, event.event_id, event.type, event.data, occurred, reserved=first + offset
+            )
+            for offset, event in enumerate(events)
+        ]
         if nudge:
             await self.nudge(tenant_id)
-        return event
+        return list(written)
 
     async def nudge(self, tenant_id: str) -> None:
         """Ask the tenant's dispatcher to deliver what is due. Best effort: the events are
@@ -90,8 +124,8 @@ class Outbox:
         except Exception:
             log.warning("could not nudge the dispatcher", exc_info=True, extra={"tenant_id": tenant_id})
 
-    async def _reserve(self, tenant_id: str) -> int:
-        return await next_sequence(self._store.counters, OUTBOX, tenant_id)
+    async def _reserve(self, tenant_id: str, count: int = 1) -> int:
+        return await next_sequence(self._store.counters, OUTBOX, tenant_id, count)
 
     def _entry(
         self,
@@ -153,13 +187,23 @@ class Outbox:
         raise EmitFailed(f"could not append an event for tenant {tenant_id!r}: every sequence was closed")
 
     async def _append_once(
-        self, tenant_id: str, event_id: str, type_: str, data: dict[str, Any], occurred: datetime
+        self,
+        tenant_id: str,
+        event_id: str,
+        type_: str,
+        data: dict[str, Any],
+        occurred: datetime,
+        *,
+        reserved: int | None = None,
     ) -> OutboxEntry:
+        """`reserved`: a sequence already reserved for this event (`emit_many`); it is used for
+        the first attempt or closed as a gap."""
         index_key = EventIdIndex.key(tenant_id, event_id)
         for _ in range(_ROUNDS):
-            index = await self._store.index.get(*index_key)
+            index = None if reserved is not None else await self._store.index.get(*index_key)
             if index is None:
-                sequence = await self._reserve(tenant_id)
+                sequence = reserved if reserved is not None else await self._reserve(tenant_id)
+                reserved = None
                 try:
                     index = await self._store.index.insert(
                         EventIdIndex(tenant_id=tenant_id, event_id=event_id, sequence=sequence)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from core.host import envelope, envelope_bytes
+from core.host import Emission, envelope, envelope_bytes
 from core.host.records import EventIdIndex, OutboxEntry, OutboxGap
 from core.store import next_sequence
 from core.store.sequences import OUTBOX
@@ -78,8 +78,8 @@ async def test_given_a_reader_closed_the_reserved_sequence_when_the_writer_inser
     outbox = world.outbox
     reserve = outbox._reserve
 
-    async def stalled_reserve(tenant_id: str) -> int:
-        sequence = await reserve(tenant_id)
+    async def stalled_reserve(tenant_id: str, count: int = 1) -> int:
+        sequence = await reserve(tenant_id, count)
         if sequence == 1:
             await world.store.close_gap(tenant_id, sequence, T0)
         return sequence
@@ -172,3 +172,40 @@ async def test_given_an_envelope_too_big_for_a_queue_message_then_its_dead_lette
     assert len(envelope_bytes(big)) > MAX_QUEUE_BYTES
     stub = json.loads(dead_letter_bytes(big))
     assert stub == {**envelope(big), "data": {}, "dataOmitted": True, "sequence": big.sequence}
+
+
+async def test_given_a_batch_then_its_events_take_consecutive_sequences_with_one_counter_write() -> None:
+    world = World()
+    counter_writes = 0
+    real = world.tables.counters().store.update
+
+    batch = [Emission("test.happened", {"n": n}, f"batch-{n}") for n in range(4)]
+    await world.outbox.emit("acme", "test.happened", {"first": True}, event_id="before")
+    table = world.tables.counters().store
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        nonlocal counter_writes
+        counter_writes += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    table.update = counting  # type: ignore[method-assign,assignment]
+    written = await world.outbox.emit_many("acme", batch)
+    assert [e.sequence for e in written] == [2, 3, 4, 5]
+    assert counter_writes == 1
+    assert [r.payload for r in await rows(world)][1:] == [{"n": n} for n in range(4)]  # type: ignore[union-attr]
+    assert world.queue.nudges == [("acme", 0.0)] * 2  # one for the single emit, one for the batch
+
+
+async def test_given_a_batch_emitted_again_then_nothing_is_appended_and_no_sequence_is_left_open() -> None:
+    world = World()
+    first = [Emission("test.happened", {"n": n}, f"e-{n}") for n in range(3)]
+    await world.outbox.emit_many("acme", first)
+    # a retry of the same page, with one new event at the end
+    again = await world.outbox.emit_many("acme", [*first, Emission("test.happened", {"n": 3}, "e-3")])
+    assert [e.sequence for e in again] == [1, 2, 3, 7]
+    stored = await rows(world)
+    assert [type(r).__name__ for r in stored] == ["OutboxEntry"] * 3 + ["OutboxGap"] * 3 + ["OutboxEntry"]
+    assert await world.outbox.emit_many("acme", []) == []
+    with pytest.raises(ValueError, match="event type"):
+        await world.outbox.emit_many("acme", [Emission("Not A Type", {}, "x")])
+    assert len(await rows(world)) == 7  # the invalid batch wrote nothing
