@@ -45,6 +45,7 @@ from core.calendar.planner import (
 )
 from core.calendar.requests import SyncQueue, SyncRequest
 from core.calendar.window import WindowPolicy
+from core.errors import NotFound as NotFoundRow
 from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
 from core.graph.errors import (
     GraphUnavailable,
@@ -238,7 +239,7 @@ class CalendarSync:
             except Exception as exc:
                 await self._release_failed(ctx, owner, exc)
                 raise
-            again = await self._release(ctx, owner, progress, allow_again=rounds <= EXTRA_ROUNDS)
+            again = await self._release(ctx, owner, progress, state, allow_again=rounds <= EXTRA_ROUNDS)
             if again is None:
                 return
             state = again
@@ -476,13 +477,23 @@ class CalendarSync:
         return state if leased else None
 
     async def _release(
-        self, ctx: CalendarContext, owner: str, progress: _Progress, *, allow_again: bool
+        self,
+        ctx: CalendarContext,
+        owner: str,
+        progress: _Progress,
+        held: CalendarSyncState,
+        *,
+        allow_again: bool,
     ) -> CalendarSyncState | None:
         """Store the round's progress. Returns the state to run again with (the lease kept)
-        when a rerun was asked for, else None (the lease released)."""
+        when a rerun was asked for, else None (the lease released). The first write goes with
+        the etag the lease was taken with (no read); only if the row changed since — a request
+        asked for a rerun — is it read again."""
         now = self._clock()
-        for _ in range(5):
-            current = await self._states.get(*_state_key(ctx))
+        current: CalendarSyncState | None = held
+        for attempt in range(5):
+            if attempt:
+                current = await self._states.get(*_state_key(ctx))
             if current is None or current.lease_owner != owner:
                 # The lease ran out and another worker took it (or the tenant was deleted):
                 # its view wins; ours is not written over it.
@@ -504,7 +515,7 @@ class CalendarSync:
             }
             try:
                 saved = await self._states.save(current.model_copy(update=updates))
-            except StaleEtag:
+            except (StaleEtag, NotFoundRow):
                 continue
             return saved if again else None
         raise StaleEtag("the calendar's sync state kept changing while its lease was released")
