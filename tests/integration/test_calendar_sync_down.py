@@ -40,7 +40,14 @@ from devtools.funchost import FunctionHost
 from devtools.graph_emulator import GraphEmulator
 from devtools.graph_emulator.throttling import FaultKind
 from tests.integration.bridge_api import Api, Reply, api_env  # noqa: F401 - fixture
+from tests.waiting import eventually as wait_for
 from tests.webhook_receiver import WebhookReceiver
+
+
+def eventually(check: Callable[[], Any], *, within: float = 30.0, what: str) -> Awaitable[Any]:
+    """`tests.waiting.eventually` with this module's patience: queue retries take ~12 s."""
+    return wait_for(check, within=within, what=what, interval=0.1)
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -142,20 +149,6 @@ def create_event(
     """Someone creates an appointment in Outlook; its id."""
     record, _ = graph.calendar.create_event(mailbox, body, calendar_id=calendar_id)
     return record.id
-
-
-async def eventually(check: Callable[[], Any], *, within: float = 30.0, what: str) -> Any:
-    """Poll `check` (sync or async) until it returns something truthy, or fail naming `what`."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 # --- the host system's side --------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 
 from tests.host_snippet import load_verifier
 from tests.integration.bridge_api import Api, api, api_env  # noqa: F401 - fixtures
-from tests.integration.test_host_delivery import eventually
+from tests.waiting import eventually
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

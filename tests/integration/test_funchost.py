@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from azure.storage.queue.aio import QueueClient
 
 from devtools.funchost import FunctionHost, FunctionHostError
 from tests.integration import funchost_fixture_app as fixture_app
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -62,20 +63,6 @@ async def running_host(env: dict[str, str], tmp_path: Path, **queues: Any) -> As
         fixture_app.app, host_json=host_json(tmp_path, **queues), port=0, env=env, shutdown_timeout=5
     ) as host:
         yield host
-
-
-async def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "condition") -> Any:
-    """Poll `check` (sync or async) until it returns something truthy, for up to `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def queue_client(connection_string: str, name: str, *, base64_text: bool = True) -> QueueClient:

@@ -37,6 +37,7 @@ from core.store.records import Run, RunStatus, Tenant
 from core.store.sequences import OUTBOX
 from devtools.funchost import FunctionHost
 from tests.host_snippet import load_verifier
+from tests.waiting import eventually
 from tests.webhook_receiver import Received, WebhookReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -76,7 +77,7 @@ def start(
             "BRIDGE_TABLE_PREFIX": "t" + uuid.uuid4().hex[:10],
             "LOCAL_SECRETS_DIR": str(tmp_path / "secrets"),
             "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
-        "CALENDAR_SYNC_SCHEDULE": "0 0 0 1 1 *",
+            "CALENDAR_SYNC_SCHEDULE": "0 0 0 1 1 *",
             **FAST,
             **settings,
         }
@@ -108,19 +109,6 @@ async def emit(app: Container, tenant: HostTenant, n: int, start: int = 0) -> li
     outbox = app.outbox()
     events = [await outbox.emit(tenant.tenant_id, "test.happened", {"n": i}) for i in range(start, start + n)]
     return [e.event_id for e in events]
-
-
-async def eventually(check: Callable[[], Any], *, within: float = 20.0, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def head_attempts(app: Container, tenant: HostTenant, sequence: int) -> int:

@@ -169,24 +169,7 @@ async def test_given_a_fault_while_paging_then_nothing_is_lost_or_duplicated(wor
     world.graph.expire_delta_links(ADELE)
     link_before = (await _state(world)).delta_link
 
-    class FailOnSecondPage:
-        calls = 0
-
-    real = world.graph.calendar_delta
-
-    def flaky(*args: Any, **kw: Any) -> AsyncIterator[DeltaPage[Event]]:
-        async def pages() -> AsyncIterator[DeltaPage[Event]]:
-            number = 0
-            async for page in real(*args, **kw):
-                number += 1
-                if number == 2 and FailOnSecondPage.calls == 0:
-                    FailOnSecondPage.calls += 1
-                    raise GraphUnavailable("calendar_delta: connection dropped")
-                yield page
-
-        return pages()
-
-    world.graph.calendar_delta = flaky  # type: ignore[method-assign]
+    _failing_on_page(world, 2, GraphUnavailable("calendar_delta: connection dropped"))
     before = await world.events()
     with pytest.raises(CalendarSyncFailed):
         await world.run()

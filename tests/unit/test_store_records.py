@@ -76,7 +76,10 @@ def test_given_a_graph_id_with_slashes_then_the_event_map_key_escapes_it_and_gro
 
 def test_given_a_longest_resource_account_and_calendar_then_the_event_map_key_fits():
     entry = EventMapEntry(
-        tenant_id="t", resource_id="/" * 256, account="a" * 64 + "@x.example", calendar="#" * 255,
+        tenant_id="t",
+        resource_id="/" * 256,
+        account="a" * 64 + "@x.example",
+        calendar="#" * 255,
         event_id=GRAPH_ID,
     )
     assert len(entry.row_key) < 512
