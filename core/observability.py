@@ -86,6 +86,12 @@ def configure_logging(level: str = "INFO", *, json_console: bool = False) -> Non
     for handler in root.handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())
-    # The Azure SDKs log every request's headers at INFO; keep them quiet unless debugging.
-    for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "aiohttp.access"):
+    # The Azure SDKs log every request's headers at INFO, httpx (under msgraph-sdk) every Graph
+    # URL with its mailbox and delta token: keep them quiet unless debugging.
+    for noisy in (
+        "azure.core.pipeline.policies.http_logging_policy",
+        "azure.identity",
+        "aiohttp.access",
+        "httpx",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -34,22 +34,33 @@ def timer_requests(link: ResourceLink) -> list[SyncRequest]:
 
 
 async def fan_out(tables: Tables, queue: SyncQueue, *, clock: Clock = utc_now) -> RunHandle:
-    """Queue a sync of every down-linked calendar of every enabled tenant (one system run)."""
-    gate = asyncio.Semaphore(_SENDS)
+    """Queue a sync of every down-linked calendar of every enabled tenant (one system run).
+    Up to `_SENDS` queue sends are in flight across links while the links are still being
+    read; a send that fails fails the run (the timer's next run sends everything again)."""
+    pending: set[asyncio.Task[None]] = set()
 
-    async def send(request: SyncRequest) -> None:
-        async with gate:
-            await queue.send(request)
+    async def drain(below: int) -> None:
+        while len(pending) > below:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending.difference_update(done)
+            for task in done:
+                task.result()  # re-raise a failed send
 
     async with track_run(tables.runs(), FUNCTION, clock=clock) as run:
-        async for tenant in tables.repo(Tenant).list(Tenant.PARTITION):
-            if not tenant.enabled:
-                continue
-            run.add("tenants")
-            async for link in tables.repo(ResourceLink).list(ResourceLink.key(tenant.tenant_id, "-")[0]):
-                requests = timer_requests(link)
-                await asyncio.gather(*(send(r) for r in requests))
-                run.add("calendars_queued", len(requests))
+        try:
+            async for tenant in tables.repo(Tenant).list(Tenant.PARTITION):
+                if not tenant.enabled:
+                    continue
+                run.add("tenants")
+                async for link in tables.repo(ResourceLink).list(ResourceLink.key(tenant.tenant_id, "-")[0]):
+                    for request in timer_requests(link):
+                        await drain(_SENDS - 1)
+                        pending.add(asyncio.create_task(queue.send(request)))
+                        run.add("calendars_queued")
+            await drain(0)
+        finally:
+            for task in pending:
+                task.cancel()
     return run
 
 
