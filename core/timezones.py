@@ -9,6 +9,9 @@ and the Graph emulator, so they can never disagree on a zone.
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 WINDOWS_TO_IANA: dict[str, str] = {
     "UTC": "UTC",
     "Coordinated Universal Time": "UTC",
@@ -45,3 +48,26 @@ WINDOWS_TO_IANA: dict[str, str] = {
     "Canada Central Standard Time": "America/Regina",
     "E. South America Standard Time": "America/Sao_Paulo",
 }
+
+
+_zones: dict[str, tzinfo | None] = {"UTC": UTC, "Etc/UTC": UTC, "Etc/GMT": UTC, "GMT": UTC}
+
+
+def zone_for(name: object) -> tzinfo | None:
+    """The zone for an IANA or Windows name (None when it is neither). Cached, with a bound:
+    names come from servers and tenants."""
+    if type(name) is not str:
+        return None
+    try:
+        return _zones[name]
+    except KeyError:
+        pass
+    iana = WINDOWS_TO_IANA.get(name, name)
+    zone: tzinfo | None
+    try:
+        zone = UTC if iana == "UTC" else ZoneInfo(iana)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = None
+    if len(_zones) < 512:
+        _zones[name] = zone
+    return zone

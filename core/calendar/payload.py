@@ -23,14 +23,12 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from functools import lru_cache
 from html import unescape
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.graph.model import BodyType, Event
 from core.i18n import Text, text
-from core.timezones import WINDOWS_TO_IANA
+from core.timezones import zone_for
 
 PREVIEW_LENGTH = 255  # Graph's own bodyPreview length
 _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
@@ -50,13 +48,9 @@ class CalendarContext:
     writable: bool = False  # the host's edits reach Outlook (the link's direction includes up)
 
 
-@lru_cache(maxsize=256)
 def zone(name: str) -> tzinfo:
     """The zone for an IANA or Windows name; UTC when neither is known (never fails a sync)."""
-    try:
-        return ZoneInfo(WINDOWS_TO_IANA.get(name, name))
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
+    return zone_for(name) or UTC
 
 
 def preview(body: str, body_type: BodyType) -> str:

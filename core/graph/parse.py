@@ -14,9 +14,8 @@ busy, not free), an unknown `sensitivity` is `private` (mask rather than leak).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic_core import from_json
 
@@ -39,7 +38,7 @@ from core.graph.model import (
     ShowAs,
     User,
 )
-from core.timezones import WINDOWS_TO_IANA
+from core.timezones import zone_for
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -58,26 +57,7 @@ _fromiso = datetime.fromisoformat
 
 # Outlook reports Windows zone names unless asked for UTC (the gateway always asks with
 # `Prefer: outlook.timezone="UTC"`); the table is the fallback. Anything else is tried as IANA.
-_WINDOWS_ZONES = WINDOWS_TO_IANA
-_zones: dict[str, tzinfo | None] = {"UTC": UTC, "Etc/UTC": UTC, "Etc/GMT": UTC, "GMT": UTC}
-
-
-def _zone(name: object) -> tzinfo | None:
-    if type(name) is not str:
-        return None
-    try:
-        return _zones[name]
-    except KeyError:
-        pass
-    iana = _WINDOWS_ZONES.get(name, name)
-    zone: tzinfo | None
-    try:
-        zone = UTC if iana == "UTC" else ZoneInfo(iana)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = None
-    if len(_zones) < 512:  # bounded: names come from the server
-        _zones[name] = zone
-    return zone
+_zone = zone_for
 
 
 def load(payload: bytes | str) -> dict[str, Any]:
