@@ -11,7 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from core.calendar.requests import SyncQueue, SyncRequest
+from core.calendar.requests import SyncQueue, SyncRequest, Target, linked_calendars
 from core.request_errors import ItemNotFound
 from core.runs import Clock, RunHandle, track_run, utc_now
 from core.store import Tables
@@ -25,11 +25,10 @@ _SENDS = 16  # queue sends in flight
 
 def timer_requests(link: ResourceLink) -> list[SyncRequest]:
     """One request per calendar of each account whose direction includes down."""
+    down, _ = linked_calendars(link)
     return [
-        SyncRequest(link.tenant_id, link.resource_id, account.account, calendar, reason="timer")
-        for account in link.accounts
-        if account.direction.downloads
-        for calendar in account.calendars
+        SyncRequest(link.tenant_id, link.resource_id, t.account.account, t.calendar, reason="timer")
+        for t in down
     ]
 
 
@@ -64,6 +63,10 @@ async def fan_out(tables: Tables, queue: SyncQueue, *, clock: Clock = utc_now) -
     return run
 
 
+def _named(target: Target) -> dict[str, str]:
+    return {"account": target.account.account, "calendar": target.calendar}
+
+
 @dataclass(frozen=True, slots=True)
 class Requested:
     run_id: str
@@ -81,13 +84,15 @@ async def request_resource_sync(
         raise ItemNotFound(f"Resource '{resource_id}' is not linked.")
     run_id = uuid.uuid4().hex
     await queue.send(SyncRequest(tenant_id, resource_id, run_id=run_id, reason="manual"))
-    calendars, skipped = [], []
-    for account in link.accounts:
-        for calendar in account.calendars:
-            item = {"account": account.account, "calendar": calendar}
-            if account.direction.downloads:
-                calendars.append(item)
-            else:
-                skipped.append({**item, "reason": f"direction is {account.direction.value}"})
+    down, other = linked_calendars(link)
+    calendars = [{"account": t.account.account, "calendar": t.calendar} for t in down]
+    skipped = [
+        {
+            "account": t.account.account,
+            "calendar": t.calendar,
+            "reason": f"direction is {t.account.direction.value}",
+        }
+        for t in other
+    ]
     log.info("manual calendar sync queued", extra={"tenant_id": tenant_id, "run_id": run_id})
     return Requested(run_id, calendars, skipped)

@@ -16,6 +16,7 @@ from typing import Protocol
 from azure.storage.queue.aio import QueueServiceClient
 
 from core.queues import TextQueue
+from core.store.records import LinkedAccount, ResourceLink
 
 CALENDAR_QUEUE = "calendar-sync"
 CALENDAR_POISON_QUEUE = CALENDAR_QUEUE + "-poison"
@@ -81,6 +82,41 @@ class SyncRequest:
         if type(attempt) is not int:
             raise ValueError("a calendar-sync message's attempt must be an integer")
         return cls(**values, attempt=attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One calendar of one linked account of a resource."""
+
+    account: LinkedAccount
+    calendar: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.account.account}/{self.calendar}"
+
+
+def linked_calendars(link: ResourceLink) -> tuple[list[Target], list[Target]]:
+    """A resource's calendars in link order: those synced down (direction down or both), and
+    the rest (up or none)."""
+    down: list[Target] = []
+    other: list[Target] = []
+    for account in link.accounts:
+        (down if account.direction.downloads else other).extend(Target(account, c) for c in account.calendars)
+    return down, other
+
+
+def select_targets(link: ResourceLink, request: SyncRequest) -> tuple[list[Target], int]:
+    """The down-linked calendars the request covers, and how many it covers that are not down
+    (direction up or none: skipped)."""
+
+    def covered(target: Target) -> bool:
+        return (request.account is None or target.account.account.lower() == request.account.lower()) and (
+            request.calendar is None or target.calendar.casefold() == request.calendar.casefold()
+        )
+
+    down, other = linked_calendars(link)
+    return [t for t in down if covered(t)], sum(1 for t in other if covered(t))
 
 
 class SyncQueue(Protocol):

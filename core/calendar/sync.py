@@ -43,7 +43,7 @@ from core.calendar.planner import (
     plan_items,
     plan_reconcile,
 )
-from core.calendar.requests import SyncQueue, SyncRequest
+from core.calendar.requests import SyncQueue, SyncRequest, Target, select_targets
 from core.calendar.window import WindowPolicy
 from core.errors import NotFound as NotFoundRow
 from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
@@ -67,7 +67,6 @@ from core.store.records import (
     CalendarSyncState,
     EventMapEntry,
     EventTransaction,
-    LinkedAccount,
     Origin,
     ResourceLink,
     SyncStatus,
@@ -94,16 +93,6 @@ class Emitter(Protocol):
     ) -> Sequence[object]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    account: LinkedAccount
-    calendar: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.account.account}/{self.calendar}"
-
-
 class CalendarNotFound(Reportable):
     """A linked calendar name that the mailbox does not have (renamed or deleted in Outlook)."""
 
@@ -125,26 +114,6 @@ class CalendarSyncFailed(Reportable):
             (exc.retry_after or 0.0 for _, exc in failures if isinstance(exc, Throttled)), default=0.0
         )
         super().__init__("; ".join(f"{target.name}: {describe(exc)}" for target, exc in failures))
-
-
-def select_targets(link: ResourceLink, request: SyncRequest) -> tuple[list[Target], int]:
-    """The down-linked calendars the request covers, and how many it covers that are not down
-    (direction up or none: skipped)."""
-    targets: list[Target] = []
-    skipped = 0
-    for account in link.accounts:
-        if request.account is not None and account.account.lower() != request.account.lower():
-            continue
-        calendars = [
-            c
-            for c in account.calendars
-            if request.calendar is None or c.casefold() == request.calendar.casefold()
-        ]
-        if account.direction.downloads:
-            targets += [Target(account, c) for c in calendars]
-        else:
-            skipped += len(calendars)
-    return targets, skipped
 
 
 @dataclass
