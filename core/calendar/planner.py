@@ -152,7 +152,7 @@ def plan_reconcile(
     return actions
 
 
-def deleted_payload(known: Known, ctx: CalendarContext) -> dict[str, object]:
+def deleted_payload(known: Known) -> dict[str, object]:
     """The `appointment.deleted` data for a map entry."""
     return {
         "eventId": known.event_id,

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -114,13 +113,6 @@ class CalendarSyncFailed(Reportable):
             (exc.retry_after or 0.0 for _, exc in failures if isinstance(exc, Throttled)), default=0.0
         )
         super().__init__("; ".join(f"{target.name}: {describe(exc)}" for target, exc in failures))
-
-
-@dataclass
-class _Progress:
-    """What a round changes on the sync state."""
-
-    updates: dict[str, Any] = field(default_factory=dict)
 
 
 class CalendarSync:
@@ -215,20 +207,19 @@ class CalendarSync:
 
     async def _round(
         self, tenant: Tenant, ctx: CalendarContext, state: CalendarSyncState, run: RunHandle
-    ) -> _Progress:
+    ) -> dict[str, Any]:
+        """One round; returns what it changes on the sync state."""
         gateway = await self._graphs.gateway(tenant)
         now = self._clock()
         calendar_id = await self._calendar_id(gateway, ctx, state)
-        progress = _Progress({"calendar_id": calendar_id})
+        progress: dict[str, Any] = {"calendar_id": calendar_id}
         if (
             state.delta_link
             and state.calendar_id == calendar_id
             and self._policy.covers(state.window_start, state.window_end, now)
         ):
             try:
-                progress.updates["delta_link"] = await self._incremental(
-                    gateway, ctx, calendar_id, state, run
-                )
+                progress["delta_link"] = await self._incremental(gateway, ctx, calendar_id, state, run)
                 return progress
             except SyncStateExpired:
                 run.add("delta_state_expired")
@@ -243,7 +234,7 @@ class CalendarSync:
             # applied already is a no-op the second time)
             run.add("delta_state_expired")
             delta_link = await self._full(gateway, ctx, calendar_id, start, end, run)
-        progress.updates |= {
+        progress |= {
             "delta_link": delta_link,
             "window_start": start,
             "window_end": end,
@@ -363,7 +354,7 @@ class CalendarSync:
         emissions = [
             Emission(UPSERTED, {**base, "appointment": a.payload}, a.host_event_id)
             if isinstance(a, Upsert)
-            else Emission(DELETED, {**base, "appointment": deleted_payload(a.known, ctx)}, a.host_event_id)
+            else Emission(DELETED, {**base, "appointment": deleted_payload(a.known)}, a.host_event_id)
             for a in actions
             if isinstance(a, Upsert | Delete)
         ]
@@ -449,7 +440,7 @@ class CalendarSync:
         self,
         ctx: CalendarContext,
         owner: str,
-        progress: _Progress,
+        progress: dict[str, Any],
         held: CalendarSyncState,
         *,
         allow_again: bool,
@@ -472,7 +463,7 @@ class CalendarSync:
                 return None
             again = current.rerun_requested and allow_again
             updates = {
-                **progress.updates,
+                **progress,
                 "status": SyncStatus.RUNNING if again else SyncStatus.OK,
                 "error": None,
                 "consecutive_failures": 0,

@@ -79,10 +79,8 @@ class Outbox:
         dispatcher. With `event_id`, emitting the same id again returns the first event and
         appends nothing (its type and data are the first call's). Raises ValueError for an
         invalid event, before anything is written. Many events at once: `emit_many`."""
-        check_event(type, data, event_id)
         occurred = occurred_at or self._clock()
-        # a row Table Storage would refuse (too large) fails here, before a sequence is taken
-        codec.encode(self._entry(tenant_id, 0, event_id or "size-check", type, data, occurred))
+        self._check(tenant_id, type, data, event_id, occurred)
         if event_id is None:
             event = await self._append(tenant_id, str(uuid.uuid4()), type, data, occurred)
         else:
@@ -103,8 +101,7 @@ class Outbox:
             return []
         occurred = self._clock()
         for event in events:
-            check_event(event.type, event.data, event.event_id)
-            codec.encode(self._entry(tenant_id, 0, event.event_id, event.type, event.data, occurred))
+            self._check(tenant_id, event.type, event.data, event.event_id, occurred)
         first = await self._reserve(tenant_id, len(events))
         written = [
             await self._append_once(
@@ -123,6 +120,14 @@ class Outbox:
             await self._queue.nudge(tenant_id)
         except Exception:
             log.warning("could not nudge the dispatcher", exc_info=True, extra={"tenant_id": tenant_id})
+
+    def _check(
+        self, tenant_id: str, type_: str, data: dict[str, Any], event_id: str | None, occurred: datetime
+    ) -> None:
+        """ValueError for an invalid event, or one whose row Table Storage would refuse (too
+        large): before a sequence is taken."""
+        check_event(type_, data, event_id)
+        codec.encode(self._entry(tenant_id, 0, event_id or "size-check", type_, data, occurred))
 
     async def _reserve(self, tenant_id: str, count: int = 1) -> int:
         return await next_sequence(self._store.counters, OUTBOX, tenant_id, count)
