@@ -40,6 +40,7 @@ class Known:
     series_id: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class Upsert:
             self.event.series_master_id,
             self.event.start,
             self.event.end,
+            self.event.last_modified,
         )
 
 
@@ -125,7 +127,13 @@ def plan_items(
         digest = fingerprint(payload)
         if entry is not None and entry.fingerprint == digest:
             if entry.change_key != item.change_key:
-                touched = replace(entry, change_key=item.change_key, start=item.start, end=item.end)
+                touched = replace(
+                    entry,
+                    change_key=item.change_key,
+                    start=item.start,
+                    end=item.end,
+                    last_modified=item.last_modified,
+                )
                 actions.append(Touch(touched))
                 current[item.id] = touched
             continue

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from core.calendar.eventmap import write_entry
 from core.calendar.payload import CalendarContext
 from core.calendar.planner import (
     Action,
@@ -362,12 +363,10 @@ class CalendarSync:
         now = self._clock()
         for action in actions:
             if isinstance(action, Upsert):
-                entry = _entry(ctx, action.known, known.get(action.event.id), action.event, bridge, now)
-                known[action.event.id] = await self._map.upsert(entry)
+                await self._record(ctx, action.known, known, action.event, bridge, now)
                 run.add("upserted")
             elif isinstance(action, Touch):
-                entry = _entry(ctx, action.known, known.get(action.known.event_id), None, None, now)
-                known[action.known.event_id] = await self._map.upsert(entry)
+                await self._record(ctx, action.known, known, None, None, now)
                 run.add("unchanged")
             elif isinstance(action, Delete):
                 await self._forget(ctx, action.known.event_id, known)
@@ -375,6 +374,24 @@ class CalendarSync:
             elif isinstance(action, Forget):
                 await self._forget(ctx, action.known.event_id, known)
                 run.add("aged_out")
+
+    async def _record(
+        self,
+        ctx: CalendarContext,
+        wanted: Known,
+        known: dict[str, EventMapEntry],
+        event: Event | None,
+        bridge: Mapping[str, EventTransaction] | None,
+        now: datetime,
+    ) -> None:
+        """Write one entry; if the push worker wrote it meanwhile, the newer state wins."""
+        key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, wanted.event_id)
+        known[wanted.event_id] = await write_entry(
+            self._map,
+            key,
+            known.get(wanted.event_id),
+            lambda current: _entry(ctx, wanted, current, event, bridge, now),
+        )
 
     async def _forget(self, ctx: CalendarContext, event_id: str, known: dict[str, EventMapEntry]) -> None:
         key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, event_id)
@@ -523,6 +540,7 @@ def _known(entry: EventMapEntry) -> Known:
         entry.series_id,
         entry.start,
         entry.end,
+        entry.last_modified,
     )
 
 
@@ -541,6 +559,7 @@ def _entry(
         "fingerprint": known.fingerprint,
         "start": known.start,
         "end": known.end,
+        "last_modified": known.last_modified,
         "updated_at": now,
     }
     if existing is None:

@@ -32,7 +32,6 @@ from core.graph.limits import MailboxLimiter
 from core.graph.model import (
     Attachment,
     AttachmentKind,
-    Attendee,
     Calendar,
     DeltaPage,
     Event,
@@ -627,7 +626,7 @@ class InMemoryGraph:
             body_type=draft.body_type,
             location=draft.location,
             transaction_id=transaction_id,
-            attendees=tuple(Attendee(a) for a in draft.attendees),
+            attendees=draft.attendees,
             categories=draft.categories,
         )
 
@@ -650,6 +649,7 @@ class InMemoryGraph:
                 "show_as",
                 "sensitivity",
                 "categories",
+                "attendees",
             )
             if getattr(changes, name) is not None
         }

@@ -77,6 +77,9 @@ class Calendar:
     owner: str | None = None
 
 
+ATTENDEE_TYPES = ("required", "optional", "resource")
+
+
 @dataclass(frozen=True, slots=True)
 class Attendee:
     address: str
@@ -212,7 +215,7 @@ def _check_all_day(start: datetime, end: datetime) -> None:
 
 @dataclass(frozen=True, slots=True)
 class EventDraft:
-    """An event the bridge writes. `attendees` are e-mail addresses."""
+    """An event the bridge writes. Attendees are invited (Graph sends them the meeting)."""
 
     subject: str
     start: datetime
@@ -224,7 +227,7 @@ class EventDraft:
     show_as: ShowAs = ShowAs.BUSY
     sensitivity: Sensitivity = Sensitivity.NORMAL
     categories: tuple[str, ...] = ()
-    attendees: tuple[str, ...] = ()
+    attendees: tuple[Attendee, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", _aware("start", self.start))
@@ -235,8 +238,14 @@ class EventDraft:
             _check_all_day(self.start, self.end)
         if len(self.subject) > 255:
             raise BadRequest("an event subject is at most 255 characters")
-        for address in self.attendees:
-            _check_address(address)
+        _check_attendees(self.attendees)
+
+
+def _check_attendees(attendees: tuple[Attendee, ...]) -> None:
+    for attendee in attendees:
+        _check_address(attendee.address)
+        if attendee.type not in ATTENDEE_TYPES:
+            raise BadRequest(f"an attendee's type is one of {', '.join(ATTENDEE_TYPES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,8 +262,11 @@ class EventChanges:
     show_as: ShowAs | None = None
     sensitivity: Sensitivity | None = None
     categories: tuple[str, ...] | None = None
+    attendees: tuple[Attendee, ...] | None = None  # the whole list (Graph replaces it)
 
     def __post_init__(self) -> None:
+        if self.attendees is not None:
+            _check_attendees(self.attendees)
         if self.start is not None:
             object.__setattr__(self, "start", _aware("start", self.start))
         if self.end is not None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from core.graph.model import BodyType, EventChanges, EventDraft, OutgoingMail
+from core.graph.model import Attendee, BodyType, EventChanges, EventDraft, OutgoingMail
 
 
 def graph_datetime(moment: datetime) -> dict[str, str]:
@@ -39,10 +39,19 @@ def event_body(draft: EventDraft, transaction_id: str) -> dict[str, Any]:
     if draft.categories:
         body["categories"] = list(draft.categories)
     if draft.attendees:
-        body["attendees"] = [
-            {"type": "required", "emailAddress": {"address": address}} for address in draft.attendees
-        ]
+        body["attendees"] = _attendees(draft.attendees)
     return body
+
+
+def _attendees(attendees: Sequence[Attendee]) -> list[dict[str, Any]]:
+    def address(attendee: Attendee) -> dict[str, str]:
+        return (
+            {"address": attendee.address, "name": attendee.name}
+            if attendee.name
+            else {"address": attendee.address}
+        )
+
+    return [{"type": a.type, "emailAddress": address(a)} for a in attendees]
 
 
 def event_changes_body(changes: EventChanges) -> dict[str, Any]:
@@ -66,6 +75,8 @@ def event_changes_body(changes: EventChanges) -> dict[str, Any]:
         body["sensitivity"] = changes.sensitivity.value
     if changes.categories is not None:
         body["categories"] = list(changes.categories)
+    if changes.attendees is not None:
+        body["attendees"] = _attendees(changes.attendees)
     return body
 
 

@@ -260,6 +260,9 @@ class EventMapEntry(Record):
     version: int = 0  # the host's appointment version last applied; older versions are ignored
     start: datetime | None = None
     end: datetime | None = None
+    # Outlook's lastModifiedDateTime of the state this entry describes. The down worker and the
+    # push worker both write entries; the newer state wins (`core.calendar.eventmap`).
+    last_modified: datetime | None = None
     updated_at: datetime | None = None
 
     @classmethod
@@ -313,6 +316,83 @@ class EventTransaction(Record):
     @property
     def row_key(self) -> str:
         return self.key(self.tenant_id, self.account, self.transaction_id)[1]
+
+
+# --- host appointments pushed up ----------------------------------------------------------
+
+
+class PushOp(StrEnum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class PushStatus(StrEnum):
+    PENDING = "pending"  # accepted, not yet in Outlook
+    APPLIED = "applied"  # Outlook has this version (or, after a delete, no longer has the event)
+    CONFLICT = "conflict"  # Outlook was edited later than the host's change: Outlook's state won
+    SKIPPED = "skipped"  # nothing to write to: no link, no account with direction up/both
+    FAILED = "failed"  # Graph refused it; `reason` says why
+
+
+class HostAppointment(Record):
+    """One host appointment on its way to Outlook: the newest version the host sent (desired)
+    and what Outlook has (applied), with a lease so one worker at a time writes it.
+
+    Keys: partition = tenant, row = hash of the resource id|escaped host appointment id. The
+    POST and the worker address it by point read; an unlink's cleanup lists one resource with a
+    prefix range (`resource_range`); a tenant's deletion is one partition.
+
+    The desired state is kept here, not in the queue message, so versions resolve at the store:
+    an older version than `version` is ignored when it arrives, and whichever worker holds the
+    lease applies the newest one, however the messages were ordered."""
+
+    table: ClassVar[str] = "appointments"
+
+    tenant_id: str
+    resource_id: str
+    host_appointment_id: str
+    # desired: the newest version the host sent
+    version: int
+    op: PushOp = PushOp.UPSERT
+    change: dict[str, Any] = Field(default_factory=dict)  # `core.calendar.changes` stored form
+    host_modified_at: datetime | None = None  # the host's modification time (or when accepted)
+    tracking_id: str | None = None  # of the POST that sent `version`
+    # applied: where the appointment is in Outlook now
+    applied_version: int | None = None
+    status: PushStatus = PushStatus.PENDING
+    reason: str | None = None
+    account: str | None = None
+    calendar: str | None = None
+    event_id: str | None = None
+    change_key: str | None = None  # after the bridge's last write: anything else is an Outlook edit
+    # a create under way: its transactionId, saved before the create so a retry (or the next
+    # version) finds the event instead of making a second one
+    creating_transaction_id: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    accepted_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Nothing left to do for the desired version."""
+        return self.applied_version == self.version and self.status is not PushStatus.PENDING
+
+    @classmethod
+    def key(cls, tenant_id: str, resource_id: str, host_appointment_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), short_hash(resource_id) + SEPARATOR + escape_key(host_appointment_id)
+
+    @staticmethod
+    def resource_range(resource_id: str) -> tuple[str, str]:
+        return prefix_range(short_hash(resource_id) + SEPARATOR)
+
+    @property
+    def partition_key(self) -> str:
+        return escape_key(self.tenant_id)
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.resource_id, self.host_appointment_id)[1]
 
 
 # --- mail ledger ---------------------------------------------------------------------------
@@ -629,6 +709,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     CalendarSyncState,
     EventMapEntry,
     EventTransaction,
+    HostAppointment,
     MailLedgerEntry,
     Reservation,
     Presence,

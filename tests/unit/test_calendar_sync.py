@@ -187,16 +187,16 @@ async def test_given_a_crash_between_the_host_event_and_the_map_then_the_retry_e
 ):
     world.create("Visit", T0 + timedelta(days=1))
     repo_type = type(world.tables.repo(EventMapEntry))
-    real_upsert = repo_type.upsert
+    real_insert = repo_type.insert
     failures = {"left": 1}
 
     async def crashing(self: Any, record: Any) -> Any:
         if isinstance(record, EventMapEntry) and failures["left"]:
             failures["left"] -= 1
             raise StoreUnavailable("table service unavailable")
-        return await real_upsert(self, record)
+        return await real_insert(self, record)
 
-    monkeypatch.setattr(repo_type, "upsert", crashing)
+    monkeypatch.setattr(repo_type, "insert", crashing)
     with pytest.raises(CalendarSyncFailed) as failed:
         await world.run()
     assert failed.value.retryable
