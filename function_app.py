@@ -2,7 +2,17 @@
 
 import azure.functions as func
 
-from functions import calendar, delivery, events, health, housekeeping, operator, resources, runs
+from functions import (
+    appointments,
+    calendar,
+    delivery,
+    events,
+    health,
+    housekeeping,
+    operator,
+    resources,
+    runs,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -13,4 +23,5 @@ app.register_functions(events.bp)
 app.register_functions(operator.bp)
 app.register_functions(resources.bp)
 app.register_functions(calendar.bp)
+app.register_functions(appointments.bp)
 app.register_functions(runs.bp)

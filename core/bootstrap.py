@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, TypeVar
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
+from core.calendar.push import AppointmentPush
+from core.calendar.push_queue import AzurePushQueue
 from core.calendar.requests import AzureSyncQueue
 from core.calendar.sync import CalendarSync
 from core.calendar.window import WindowPolicy
@@ -127,6 +129,15 @@ class Container:
             self.settings.calendar_window_slack_days,
         )
         return CalendarSync(self.tables, self.outbox(), self.graphs, policy, clock=self.clock)
+
+    def push_queue(self) -> AzurePushQueue:
+        """Host appointments to apply, and unlink cleanups, for the `calendar-push` trigger."""
+        return AzurePushQueue(self.queues)
+
+    def appointment_push(self) -> AppointmentPush:
+        """Accepts host appointments and writes them to Outlook (`POST …/appointments` and the
+        `calendar-push` queue trigger)."""
+        return AppointmentPush(self.tables, self.outbox(), self.graphs, self.push_queue(), clock=self.clock)
 
     def delivery_queue(self) -> AzureDeliveryQueue:
         """Nudges for the delivery trigger, and the poison queue of dead-lettered events."""

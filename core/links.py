@@ -21,7 +21,15 @@ from core.store import codec
 from core.store.keys import escape_key
 from core.store.records import DEFAULT_CALENDAR, CalendarScope, Direction, LinkedAccount, ResourceLink
 from core.store.repository import Repository
-from core.validators import Account, ApiModel, parse, plain_text, valid_display_name, valid_resource_id
+from core.validators import (
+    Account,
+    ApiModel,
+    parse,
+    plain_text,
+    valid_account,
+    valid_display_name,
+    valid_resource_id,
+)
 from core.versions import check_preconditions
 
 log = logging.getLogger(__name__)
@@ -190,7 +198,8 @@ class LinkService:
     def _key(self, resource_id: str) -> tuple[str, str]:
         return ResourceLink.key(self.tenant_id, resource_id)
 
-    async def delete(self, resource_id: str, if_match: str | None = None) -> None:
+    async def delete(self, resource_id: str, if_match: str | None = None) -> ResourceLink:
+        """Delete the resource; returns what it was."""
         current = await self.get(resource_id)
         check_preconditions(current, if_match)
         try:
@@ -200,6 +209,30 @@ class LinkService:
                 "The resource changed while it was being deleted; re-read it and retry."
             ) from None
         log.info("resource unlinked", extra={"resource_id": resource_id})
+        return current
+
+    async def remove_account(
+        self, resource_id: str, account: str, if_match: str | None = None
+    ) -> tuple[ResourceLink, str]:
+        """Unlink one account from the resource; returns the link without it and the account as
+        it was stored. 404 when the resource does not link that account."""
+        try:
+            account = valid_account(account)
+        except ValueError:
+            raise ItemNotFound(f"Resource '{resource_id}' does not link that account.") from None
+        current = await self.get(resource_id)
+        check_preconditions(current, if_match)
+        remaining = [a for a in current.accounts if a.account != account]
+        if len(remaining) == len(current.accounts):
+            raise ItemNotFound(f"Resource '{resource_id}' does not link that account.")
+        try:
+            saved = await self.links.save(
+                current.model_copy(update={"accounts": remaining, "updated_at": self.clock()})
+            )
+        except (StaleEtag, NotFound):
+            raise EditConflict("The resource changed while the account was unlinked; retry.") from None
+        log.info("account unlinked", extra={"resource_id": resource_id, "accounts": len(remaining)})
+        return saved, account
 
     async def list(
         self, *, after: str | None = None, limit: int = 100

@@ -3,6 +3,7 @@
 
 import azure.functions as func
 
+from core.calendar.push import cleanup_flag, request_cleanup
 from core.links import MAX_LIST, LinkService, link_view
 from core.store.records import ResourceLink
 from core.tenants import TenantContext
@@ -14,6 +15,7 @@ bp = func.Blueprint()
 
 RESOURCES = "v1/tenants/{tenantId}/resources"
 RESOURCE = RESOURCES + "/{resourceId}"
+ACCOUNT = RESOURCE + "/accounts/{account}"
 
 
 def _links(ctx: TenantContext) -> LinkService:
@@ -43,11 +45,35 @@ async def get_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpRe
     return _link_response(await _links(ctx).get(req.route_params["resourceId"]))
 
 
+async def _unlinked(
+    ctx: TenantContext, cleanup: bool, resource_id: str, accounts: list[str]
+) -> func.HttpResponse:
+    if not cleanup or not accounts:
+        return func.HttpResponse(status_code=204)
+    tracking_id = await request_cleanup(ctx.app.push_queue(), ctx.tenant_id, resource_id, accounts)
+    return json_response({"trackingId": tracking_id, "cleanup": accounts}, status=202)
+
+
 @bp.route(route=RESOURCE, methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
 @tenant_endpoint
 async def delete_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
-    await _links(ctx).delete(req.route_params["resourceId"], if_match=req.headers.get("If-Match"))
-    return func.HttpResponse(status_code=204)
+    """Unlink the resource. With `?cleanup=true`, the events the bridge created in its accounts
+    are deleted too (202 with the cleanup's tracking id)."""
+    cleanup = cleanup_flag(req.params.get("cleanup"))
+    resource_id = req.route_params["resourceId"]
+    link = await _links(ctx).delete(resource_id, if_match=req.headers.get("If-Match"))
+    return await _unlinked(ctx, cleanup, resource_id, [a.account for a in link.accounts])
+
+
+@bp.route(route=ACCOUNT, methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+@tenant_endpoint
+async def unlink_account(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
+    """Unlink one account of the resource; `?cleanup=true` deletes the events the bridge created
+    in it (202 with the cleanup's tracking id)."""
+    cleanup = cleanup_flag(req.params.get("cleanup"))
+    resource_id, account = req.route_params["resourceId"], req.route_params["account"]
+    _, removed = await _links(ctx).remove_account(resource_id, account, if_match=req.headers.get("If-Match"))
+    return await _unlinked(ctx, cleanup, resource_id, [removed])
 
 
 @bp.route(route=RESOURCES, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

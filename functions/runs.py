@@ -1,8 +1,9 @@
-"""`GET /api/v1/tenants/{tenantId}/runs`: the tenant's recent runs, newest first."""
+"""`GET /api/v1/tenants/{tenantId}/runs`: the tenant's recent runs, newest first; `function=`
+narrows them to one job, `runId=` to the runs of one request (a push's or a sync's tracking id)."""
 
 import azure.functions as func
 
-from core.run_history import parse_query, recent_runs, run_view
+from core.run_history import parse_query, parse_run_id, recent_runs, run_view
 from core.tenants import TenantContext
 from functions.http import json_response, tenant_endpoint
 
@@ -13,5 +14,8 @@ bp = func.Blueprint()
 @tenant_endpoint
 async def list_runs(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
     function, limit = parse_query(req.params.get("function"), req.params.get("limit"))
-    runs = await recent_runs(ctx.app.tables.runs(), ctx.tenant_id, function=function, limit=limit)
+    run_id = parse_run_id(req.params.get("runId"))
+    runs = await recent_runs(
+        ctx.app.tables.runs(), ctx.tenant_id, function=function, run_id=run_id, limit=limit
+    )
     return json_response({"runs": [run_view(run) for run in runs]})

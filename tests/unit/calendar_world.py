@@ -121,6 +121,8 @@ class CalendarWorld:
         """event id → appointment, as a host applying every event in order holds it."""
         view: dict[str, dict[str, Any]] = {}
         for event in await self.events():
+            if event["type"] not in ("appointment.upserted", "appointment.deleted"):
+                continue  # push results (appointment.pushed) are not appointments
             appointment = event["data"]["appointment"]
             if event["type"] == "appointment.upserted":
                 view[appointment["eventId"]] = appointment
