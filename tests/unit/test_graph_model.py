@@ -45,7 +45,9 @@ def test_a_draft_keeps_instants_in_utc_and_rejects_what_graph_would() -> None:
         lambda: EventDraft("backwards", START, START),
         lambda: EventDraft("x" * 256, START, START + timedelta(hours=1)),
         lambda: EventDraft("all day at 9", START, START + timedelta(days=1), is_all_day=True),
-        lambda: EventDraft("bad attendee", START, START + timedelta(hours=1), attendees=(Attendee("not an address"),)),
+        lambda: EventDraft(
+            "bad attendee", START, START + timedelta(hours=1), attendees=(Attendee("not an address"),)
+        ),
     ):
         with pytest.raises(BadRequest):
             bad()
