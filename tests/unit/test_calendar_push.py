@@ -264,7 +264,7 @@ async def test_a_newer_version_after_a_lost_create_finds_the_first_event(world: 
 
     world.graph.create_event = lose_answer  # type: ignore[method-assign,assignment]
     await both.post(change(version=1))
-    world.graph.create_event = real  # type: ignore[method-assign,assignment]
+    world.graph.create_event = real  # type: ignore[method-assign]
     both.queue.take()  # the v1 message is lost too: only v2 arrives
     await both.post(change(version=2, subject="second"))
     [event] = outlook(world)
@@ -325,7 +325,7 @@ async def test_an_inline_attempt_out_of_time_is_finished_by_the_queue(world: Cal
     answer = await slow.post(change())
     assert answer["appointments"][0]["status"] == "queued"
     assert (await slow.row("A-1")).lease_owner is None  # let go when cancelled
-    world.graph.create_event = real  # type: ignore[method-assign,assignment]
+    world.graph.create_event = real  # type: ignore[method-assign]
     await slow.work()
     assert len(outlook(world)) == 1  # the cancelled create (if it got through) and the retry are one
 
