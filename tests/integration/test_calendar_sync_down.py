@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from core.bootstrap import Container
 from core.calendar.window import WindowPolicy
 from core.store.records import EventMapEntry, EventTransaction, Origin
 from devtools.funchost import FunctionHost
+from devtools.funchost.settings import HostConfig, load_host_json
 from devtools.graph_emulator import GraphEmulator
 from devtools.graph_emulator.throttling import FaultKind
 from tests.integration.bridge_api import Api, Reply, api_env  # noqa: F401 - fixture
@@ -162,6 +163,8 @@ class HostView:
 
     def apply(self, events: list[dict[str, Any]]) -> None:
         for event in events:
+            if event["type"] not in (UPSERTED, DELETED):
+                continue  # push results (appointment.pushed) are not appointments
             data = event["data"]
             key = (data["account"], data["calendar"], data["appointment"]["eventId"])
             if event["type"] == UPSERTED:
@@ -316,7 +319,9 @@ def start_bridge(
     real receiver) or, with `webhook=False`, only pulls the feed."""
 
     @asynccontextmanager
-    async def running(*, webhook: bool = True, **settings: str) -> AsyncIterator[Bridge]:
+    async def running(
+        *, webhook: bool = True, queue_visibility: float | None = None, **settings: str
+    ) -> AsyncIterator[Bridge]:
         env = {
             **api_env,
             "GRAPH_BASE_URL": graph.graph_url,
@@ -336,7 +341,9 @@ def start_bridge(
         try:
             async with (
                 WebhookReceiver() as receiver,
-                FunctionHost(function_app.app, host_json=ROOT / "host.json", port=0, env=env) as host,
+                FunctionHost(
+                    function_app.app, host_json=_host_config(queue_visibility), port=0, env=env
+                ) as host,
                 aiohttp.ClientSession() as http,
             ):
                 api = Api(host, http, env["TEST_OPERATOR_KEY"], Path(env["LOCAL_SECRETS_DIR"]))
@@ -362,6 +369,14 @@ def start_bridge(
             await bootstrap.reset()
 
     return running
+
+
+def _host_config(queue_visibility: float | None) -> HostConfig:
+    """The real host.json, with a shorter queue retry when a test waits for the poison queue."""
+    config = load_host_json(ROOT / "host.json")
+    if queue_visibility is None:
+        return config
+    return replace(config, queues=replace(config.queues, visibility_timeout=queue_visibility))
 
 
 # --- 1. first sync by the timer; Outlook's edits arrive exactly once -------------------------
