@@ -409,6 +409,124 @@ async def job_calendar_sync(
     )
 
 
+def _pushed(receiver: DemoReceiver) -> list[dict[str, Any]]:
+    return [e["data"] for e in _appointments(receiver) if e["type"] == "appointment.pushed"]
+
+
+def _work_order(
+    host_id: str, version: int, subject: str, day: int, hour: int, **extra: Any
+) -> dict[str, Any]:
+    start = (datetime.now() + timedelta(days=day)).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return {
+        "hostAppointmentId": host_id,
+        "version": version,
+        "subject": subject,
+        "body": "Work order from the ERP",
+        "location": "Storgata 1, Oslo",
+        "start": start.strftime("%Y-%m-%dT%H:%M:%S"),
+        "end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+        "timeZone": "Europe/Oslo",
+        "categories": ["ERP"],
+    } | extra
+
+
+async def job_calendar_push(
+    http: aiohttp.ClientSession,
+    host: Any,
+    demo: DemoTenant,
+    tenant_key: dict[str, str],
+    receiver: DemoReceiver,
+) -> None:
+    """The ERP pushes work orders: each is in Outlook before the 202; a batch resolves versions;
+    an Outlook edit of a pushed event comes back as the same host appointment; unlinking with
+    cleanup removes exactly the bridge's events."""
+    base = host.base_url + "/api/v1/tenants/contoso-demo"
+    adele = demo.adele.user_principal_name
+
+    async def post(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        started = time.perf_counter()
+        async with http.post(f"{base}/appointments", json=body, headers=tenant_key) as resp:
+            answer = await resp.json(content_type=None)
+            return resp.status, answer, time.perf_counter() - started
+
+    def in_outlook(mailbox: Any, subject: str) -> list[Any]:
+        events = demo.graph.calendar.mailbox(mailbox).events.values()
+        return [r for r in events if r.fields.get("subject") == subject]
+
+    status, first, took = await post(
+        {"resourceId": "room-4b", **_work_order("SO-1001", 1, "Service: heat pump", 2, 10)}
+    )
+    [item] = first["appointments"]
+    made = in_outlook(demo.adele, "Service: heat pump")
+    say(
+        f"✓ job calendar push: POST …/appointments (HTTP {status} in {took * 1000:.0f} ms) → "
+        f"{item['status']}, {item['result']} in {adele}'s calendar ({len(made)} event, transactionId "
+        "from SO-1001 v1)"
+    )
+    batch = {
+        "appointments": [
+            {"resourceId": "room-4b", **_work_order("SO-1001", 2, "Service: heat pump (moved)", 3, 12)},
+            {"resourceId": "room-4b", **_work_order("SO-1002", 1, "Installation: charger", 4, 9)},
+            {"resourceId": "room-4b", **_work_order("SO-1001", 1, "Service: heat pump", 2, 10)},
+            {"resourceId": "room-4b", **_work_order("SO-1003", 1, "Broken", 4, 9, end="yesterday")},
+        ]
+    }
+    status, answer, _ = await post(batch)
+    results = [i.get("result") or i["status"] for i in answer["appointments"]]
+    problems = [e["field"] for r in answer["rejected"] for e in r["errors"]]
+    say(f"✓ job calendar push: a batch (HTTP {status}) → {results}; rejected {problems}")
+
+    # Adele moves the charger installation in Outlook; the host syncs its calendar
+    [charger] = in_outlook(demo.adele, "Installation: charger")
+    demo.graph.calendar.update_event(
+        demo.adele, charger.id, {"subject": "Installation: charger (Adele moved it)"}
+    )
+    seen = len(_appointments(receiver))
+    async with http.post(f"{base}/resources/room-4b/sync", headers=tenant_key) as resp:
+        await resp.read()
+    await _wait_for("job push round trip", _delivered(receiver, seen + 1))
+    await asyncio.sleep(1.0)  # anything else the sync sent would arrive now
+    back = [
+        e["data"]["appointment"]
+        for e in _appointments(receiver)[seen:]
+        if e["type"] == "appointment.upserted"
+    ]
+    say(
+        "✓ job push round trip: after Adele edited a pushed event, the sync sent "
+        + ", ".join(
+            f"appointment.upserted for host appointment {a['hostAppointmentId']} ({a['subject']!r})"
+            for a in back
+        )
+        + f"; the host heard {len(_pushed(receiver))} appointment.pushed results"
+    )
+
+    # a technician linked up-only to Grady; unlinking with cleanup removes what the bridge made
+    link = {"accounts": [{"account": demo.grady.user_principal_name, "direction": "up"}]}
+    async with http.put(f"{base}/resources/tech-7", json=link, headers=tenant_key) as resp:
+        await resp.read()
+    await post({"resourceId": "tech-7", **_work_order("SO-2001", 1, "Inspection: boiler", 5, 8)})
+    before = len(demo.graph.calendar.mailbox(demo.grady).events)
+    async with http.delete(f"{base}/resources/tech-7?cleanup=true", headers=tenant_key) as resp:
+        unlinked = resp.status
+    await _wait_for(
+        "job unlink cleanup",
+        _async(lambda: not in_outlook(demo.grady, "Inspection: boiler")),
+    )
+    after = len(demo.graph.calendar.mailbox(demo.grady).events)
+    say(
+        f"✓ job unlink cleanup: DELETE …/resources/tech-7?cleanup=true (HTTP {unlinked}) → "
+        f"{before - after} bridge event deleted from {demo.grady.user_principal_name}'s calendar, "
+        f"his own {after} kept"
+    )
+
+
+def _async(check: Any) -> Any:
+    async def run() -> bool:
+        return bool(check())
+
+    return run
+
+
 def _delivered(receiver: DemoReceiver, count: int) -> Any:
     async def check() -> bool:
         return len(_appointments(receiver)) >= count
@@ -465,6 +583,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
             async with aiohttp.ClientSession() as http:
                 tenant_key = await job_tenant_and_delivery(http, host, demo, operator_key, receiver)
                 await job_calendar_sync(http, host, demo, tenant_key, receiver)
+                await job_calendar_push(http, host, demo, tenant_key, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

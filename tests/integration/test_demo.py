@@ -75,7 +75,30 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             output,
             re.M,
         ), output
-
+        assert re.search(
+            r"^✓ job calendar push: POST …/appointments \(HTTP 202 in \d+ ms\) → applied, created in "
+            r"adele@\S+ calendar \(1 event",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r"^✓ job calendar push: a batch \(HTTP 202\) → \['updated', 'created', 'ignored'\]; "
+            r"rejected \['appointments\[3\]\.end'\]",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r"^✓ job push round trip: .* appointment\.upserted for host appointment SO-1002 "
+            r"\('Installation: charger \(Adele moved it\)'\); the host heard 3 appointment\.pushed",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r"^✓ job unlink cleanup: DELETE …/resources/tech-7\?cleanup=true \(HTTP 202\) → 1 bridge event "
+            r"deleted from grady@\S+ calendar, his own 1 kept",
+            output,
+            re.M,
+        ), output
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:
