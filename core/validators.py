@@ -95,16 +95,23 @@ def valid_display_name(value: str) -> str:
 DisplayName = Annotated[str, AfterValidator(valid_display_name)]
 
 
-def valid_resource_id(value: str) -> str:
-    """A host's id for a resource: whatever the host uses, within reason."""
+def valid_host_id(value: str, *, reserve: int = 0) -> str:
+    """A host's id for something (a resource, an appointment): whatever the host uses, within
+    reason. It becomes (part of) a row key, escaped; `reserve` is what the rest of that key
+    takes."""
     if not value or not value.strip():
         raise ValueError("must not be empty")
     if len(value) > 256:
         raise ValueError("must be at most 256 characters")
     plain_text(value)
-    if utf16_units(escape_key(value)) > MAX_KEY_UNITS:  # it becomes a row key, escaped
+    if utf16_units(escape_key(value)) > MAX_KEY_UNITS - reserve:
         raise ValueError("is too long once encoded (use fewer special characters)")
     return value
+
+
+def valid_resource_id(value: str) -> str:
+    """A host's id for a resource (a row key of its own)."""
+    return valid_host_id(value)
 
 
 # --- accounts ----------------------------------------------------------------------------------

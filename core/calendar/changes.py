@@ -34,11 +34,10 @@ from core.graph.model import (
     ShowAs,
 )
 from core.request_errors import FieldProblem, InvalidInput, MalformedRequest, field_path
-from core.store.keys import escape_key
-from core.store.limits import MAX_KEY_UNITS, MAX_STRING_UNITS, utf16_units
+from core.store.limits import MAX_STRING_UNITS, utf16_units
 from core.store.records import PushOp
 from core.timezones import zone_for
-from core.validators import ApiModel, TimeZoneName, plain_text, valid_resource_id
+from core.validators import ApiModel, TimeZoneName, plain_text, valid_host_id, valid_resource_id
 
 MAX_BATCH = 100
 MAX_SUBJECT = 255
@@ -54,15 +53,8 @@ _BODY_SPACE = re.compile(r"[\r\n\t]")
 
 
 def _host_appointment_id(value: str) -> str:
-    if not value or not value.strip():
-        raise ValueError("must not be empty")
-    if len(value) > 256:
-        raise ValueError("must be at most 256 characters")
-    plain_text(value)
-    # it becomes part of a row key, after a 33-character resource hash
-    if utf16_units(escape_key(value)) > MAX_KEY_UNITS - 40:
-        raise ValueError("is too long once encoded (use fewer special characters)")
-    return value
+    # part of a row key, after a 32-character hash of the resource id and a separator
+    return valid_host_id(value, reserve=40)
 
 
 def _text(limit: int) -> AfterValidator:

@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -48,7 +49,7 @@ from core.calendar.changes import Change, changes_of, draft_of, parse_batch, pre
 from core.calendar.eventmap import write_entry
 from core.calendar.payload import CalendarContext, appointment, fingerprint
 from core.calendar.push_queue import ApplyRequest, CleanupRequest, PushQueue, split
-from core.calendar.sync import CalendarNotFound, Emitter
+from core.calendar.sync import Emitter, find_calendar_id
 from core.errors import NotFound as RowNotFound
 from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
 from core.graph.errors import Conflict, GraphUnavailable, MalformedResponse, NotFound, Throttled
@@ -228,6 +229,14 @@ class AppointmentPush:
         self._map = tables.repo(EventMapEntry)
         self._tx = tables.repo(EventTransaction)
 
+    def _track(
+        self, function: str, tenant: Tenant, tracking_id: str
+    ) -> AbstractAsyncContextManager[RunHandle]:
+        """The run of one request in the tenant's history: its id is the request's tracking id."""
+        return track_run(
+            self._tables.runs(), function, scope=tenant.tenant_id, run_id=tracking_id, clock=self._clock
+        )
+
     # --- accepting (the POST) ---------------------------------------------------------------
 
     async def accept(self, tenant: Tenant, body: object) -> Accepted:
@@ -382,13 +391,7 @@ class AppointmentPush:
     async def _run(
         self, tenant: Tenant, request: ApplyRequest, outcomes: dict[Key, Outcome], *, inline: bool = False
     ) -> None:
-        async with track_run(
-            self._tables.runs(),
-            FUNCTION,
-            scope=tenant.tenant_id,
-            run_id=request.tracking_id,
-            clock=self._clock,
-        ) as run:
+        async with self._track(FUNCTION, tenant, request.tracking_id) as run:
             gate = asyncio.Semaphore(CONCURRENCY)
             busy: list[tuple[Key, float]] = []
 
@@ -460,13 +463,7 @@ class AppointmentPush:
         if tenant is None:
             return
         account = request.account.lower()
-        async with track_run(
-            self._tables.runs(),
-            CLEANUP_FUNCTION,
-            scope=tenant.tenant_id,
-            run_id=request.tracking_id,
-            clock=self._clock,
-        ) as run:
+        async with self._track(CLEANUP_FUNCTION, tenant, request.tracking_id) as run:
             gateway = await self._graphs.gateway(tenant)
             partition = escape_key(tenant.tenant_id)
             low, high = HostAppointment.resource_range(request.resource_id)
@@ -517,16 +514,8 @@ class AppointmentPush:
             if busy:
                 raise StaleEtag("a push of this appointment is under way; the cleanup retries")
             return None
+        held = await _find_unseen_create(gateway, held)
         event_id = held.event_id
-        if event_id is None and held.creating_transaction_id and held.account:
-            ctx = CalendarContext(
-                tenant.tenant_id, held.resource_id, held.account, held.calendar or DEFAULT_CALENDAR
-            )
-            found = await gateway.create_event(
-                held.account, await _calendar_id(gateway, ctx), _placeholder(), held.creating_transaction_id
-            )
-            event_id = found.id
-            held = held.model_copy(update={"event_id": event_id})
         if event_id is not None:
             await self._remove_event(gateway, held)
             run.add("events_deleted")
@@ -692,7 +681,7 @@ class AppointmentPush:
                 )
             ),
         )
-        calendar_id = await _calendar_id(gateway, ctx)
+        calendar_id = await find_calendar_id(gateway, ctx.account, ctx.calendar)
         event = await gateway.create_event(ctx.account, calendar_id, draft_of(row.change), tx)
         if tx != wanted:
             event = await gateway.update_event(ctx.account, event.id, changes_of(row.change))
@@ -757,19 +746,11 @@ class AppointmentPush:
         return Outcome(Result.UPDATED, _settle(row, PushStatus.APPLIED, None, event, ctx), None, conflict)
 
     async def _delete(self, tenant: Tenant, row: HostAppointment, owner: str) -> Outcome:
-        if row.event_id is None and row.creating_transaction_id and row.account:
-            # a create may have happened unseen: its transactionId finds the event (or makes a
-            # placeholder), which is then deleted with the rest
+        if row.event_id is not None or row.creating_transaction_id:
             gateway = await self._graphs.gateway(tenant)
-            ctx = CalendarContext(
-                tenant.tenant_id, row.resource_id, row.account, row.calendar or DEFAULT_CALENDAR
-            )
-            event = await gateway.create_event(
-                row.account, await _calendar_id(gateway, ctx), _placeholder(), row.creating_transaction_id
-            )
-            row = row.model_copy(update={"event_id": event.id})
-        if row.event_id is not None:
-            await self._remove_event(await self._graphs.gateway(tenant), row)
+            row = await _find_unseen_create(gateway, row)
+            if row.event_id is not None:
+                await self._remove_event(gateway, row)
         return Outcome(
             Result.DELETED,
             row.model_copy(
@@ -940,22 +921,20 @@ def _host_event_id(row: HostAppointment, result: str) -> str:
     return "push-" + hashlib.sha256(material.encode("utf-8")).hexdigest()[:40]
 
 
+async def _find_unseen_create(gateway: GraphGateway, row: HostAppointment) -> HostAppointment:
+    """The row with the event of a create that may have happened without the bridge learning
+    its id: the saved transactionId finds that event (or makes a placeholder, to be deleted by
+    the caller along with the rest). Rows without such a create come back as they are."""
+    if row.event_id is not None or not row.creating_transaction_id or not row.account:
+        return row
+    calendar = await find_calendar_id(gateway, row.account, row.calendar or DEFAULT_CALENDAR)
+    event = await gateway.create_event(row.account, calendar, _placeholder(), row.creating_transaction_id)
+    return row.model_copy(update={"event_id": event.id})
+
+
 def _placeholder() -> EventDraft:
     start = datetime(2000, 1, 1, tzinfo=UTC)
     return EventDraft(subject="", start=start, end=start + timedelta(minutes=1))
-
-
-async def _calendar_id(gateway: GraphGateway, ctx: CalendarContext) -> str | None:
-    if ctx.calendar.casefold() == DEFAULT_CALENDAR:
-        return None
-    wanted = ctx.calendar.casefold()
-    for calendar in await gateway.list_calendars(ctx.account):
-        if calendar.name.casefold() == wanted:
-            return calendar.id
-    raise CalendarNotFound(
-        f"mailbox {ctx.account!r} has no calendar named {ctx.calendar!r}: fix the resource's link "
-        "or the calendar's name in Outlook"
-    )
 
 
 async def request_cleanup(queue: PushQueue, tenant_id: str, resource_id: str, accounts: list[str]) -> str:

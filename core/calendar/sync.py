@@ -246,18 +246,9 @@ class CalendarSync:
     async def _calendar_id(
         self, gateway: GraphGateway, ctx: CalendarContext, state: CalendarSyncState
     ) -> str | None:
-        if ctx.calendar.casefold() == DEFAULT_CALENDAR:
-            return None
-        if state.calendar_id:
+        if state.calendar_id and ctx.calendar.casefold() != DEFAULT_CALENDAR:
             return state.calendar_id
-        wanted = ctx.calendar.casefold()
-        for calendar in await gateway.list_calendars(ctx.account):
-            if calendar.name.casefold() == wanted:
-                return calendar.id
-        raise CalendarNotFound(
-            f"mailbox {ctx.account!r} has no calendar named {ctx.calendar!r}: fix the resource's link "
-            "or the calendar's name in Outlook"
-        )
+        return await find_calendar_id(gateway, ctx.account, ctx.calendar)
 
     async def _incremental(
         self,
@@ -521,6 +512,21 @@ class CalendarSync:
         except Exception:
             # The sync's own error is what the caller must see; the lease expires by itself.
             log.exception("could not record the calendar's failure")
+
+
+async def find_calendar_id(gateway: GraphGateway, account: str, name: str) -> str | None:
+    """The Graph id of the account's calendar called `name` (None for the default calendar);
+    `CalendarNotFound` when the mailbox has none by that name."""
+    if name.casefold() == DEFAULT_CALENDAR:
+        return None
+    wanted = name.casefold()
+    for calendar in await gateway.list_calendars(account):
+        if calendar.name.casefold() == wanted:
+            return calendar.id
+    raise CalendarNotFound(
+        f"mailbox {account!r} has no calendar named {name!r}: fix the resource's link "
+        "or the calendar's name in Outlook"
+    )
 
 
 def _partition(ctx: CalendarContext) -> str:

@@ -575,3 +575,39 @@ def test_messages_round_trip_and_split_to_fit_a_queue_message():
 def test_a_malformed_message_is_refused(text: str):
     with pytest.raises(ValueError, match="calendar-push"):
         decode(text)
+
+
+async def _lose_create_answers(world: CalendarWorld) -> Any:
+    real = world.graph.create_event
+
+    async def lose_answer(*args: Any) -> Any:
+        await real(*args)
+        raise GraphUnavailable("create_event: connection dropped")
+
+    world.graph.create_event = lose_answer  # type: ignore[method-assign]
+    return real
+
+
+async def test_a_delete_after_a_create_the_bridge_never_heard_of_deletes_that_event(
+    world: CalendarWorld, both: Pusher
+):
+    real = await _lose_create_answers(world)
+    await both.post(change(version=1))
+    assert len(outlook(world)) == 1  # made, the bridge does not know its id
+    world.graph.create_event = real  # type: ignore[method-assign]
+    both.queue.take()
+    answer = await both.post(
+        {"hostAppointmentId": "A-1", "resourceId": RESOURCE, "version": 2, "op": "delete"}
+    )
+    assert answer["appointments"][0]["result"] == "deleted"
+    assert outlook(world) == []
+
+
+async def test_cleanup_deletes_a_created_event_the_bridge_never_heard_of(world: CalendarWorld, both: Pusher):
+    real = await _lose_create_answers(world)
+    await both.post(change(version=1))
+    world.graph.create_event = real  # type: ignore[method-assign]
+    both.queue.take()
+    await both.queue.send(CleanupRequest(TENANT, "e" * 32, RESOURCE, ADELE))
+    await both.work()
+    assert outlook(world) == []
