@@ -584,7 +584,7 @@ async def _lose_create_answers(world: CalendarWorld) -> Any:
         await real(*args)
         raise GraphUnavailable("create_event: connection dropped")
 
-    world.graph.create_event = lose_answer  # type: ignore[method-assign]
+    world.graph.create_event = lose_answer  # type: ignore[method-assign,assignment]
     return real
 
 
