@@ -797,7 +797,9 @@ def _changes(
 
 
 def _bare_key(if_match: str) -> str:
-    value = if_match.removeprefix("W/")
+    # W/"<key>" or "<key>" is an ETag; anything else is a bare change key (which may itself
+    # begin with "W/": base64)
+    value = if_match[2:] if if_match.startswith('W/"') else if_match
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
 
 

@@ -128,8 +128,9 @@ def _page_size(value: int) -> int:
 
 
 def _if_match(change_key: str) -> str:
-    # Graph's ETag for an item is W/"<changeKey>"; accept either form from callers.
-    return change_key if change_key.startswith(("W/", '"')) else f'W/"{change_key}"'
+    # Graph's ETag for an item is W/"<changeKey>"; accept either form from callers. A bare
+    # change key is base64 and may itself begin with "W/", but never holds a quote.
+    return change_key if change_key.startswith(('W/"', '"')) else f'W/"{change_key}"'
 
 
 class GraphApiGateway:

@@ -184,6 +184,17 @@ async def test_update_sends_the_change_key_as_a_weak_etag() -> None:
     assert json.loads(script.requests[0].content) == {"subject": "x"}
 
 
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [("W/abc+DwAAAB", 'W/"W/abc+DwAAAB"'), ('W/"CK1"', 'W/"CK1"'), ('"CK1"', '"CK1"')],
+)
+async def test_a_change_key_that_begins_like_an_etag_is_still_wrapped(given: str, sent: str) -> None:
+    # base64 change keys can begin with "W/"; only a quoted value is already an ETag
+    script = GraphScript(lambda r: graph_json(body=EVENT))
+    await gateway_for(script).update_event(MAILBOX, "e1", EventChanges(subject="x"), if_match=given)
+    assert script.requests[0].headers["if-match"] == sent
+
+
 # --- retries ---------------------------------------------------------------------------------
 
 
