@@ -64,13 +64,12 @@ def test_property_prefix_range_selects_exactly_the_keys_with_that_prefix(prefix:
 
 
 @given(
-    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)),
+    # ten years below the end of datetime's range, so that `later` always exists
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9989, 1, 1), timezones=st.just(UTC)),
     st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=3650)),
 )
 def test_property_inverted_timestamps_sort_newest_first(moment: datetime, later_by: timedelta):
     later = moment + later_by
-    if later.year > 9999:
-        return
     assert len(inverted_timestamp(moment)) == 18
     assert inverted_timestamp(later) < inverted_timestamp(moment)
 
