@@ -53,7 +53,6 @@ import logging
 import math
 import os
 import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -70,6 +69,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from bench.emulator_process import EmulatorProcess, Seeded
+from bench.results import RESULTS, record_section
+from bench.stack import app_env, log_to
 from devtools.azurite import Azurite
 
 if TYPE_CHECKING:
@@ -79,12 +80,11 @@ if TYPE_CHECKING:
     from devtools.funchost import FunctionHost
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).with_name("RESULTS.md")
+
 LOG_FILE = ROOT / ".local" / "bench" / "p1_p2_calendar_sync.log"
 COMMAND = ".venv/bin/python -m bench.p1_p2_calendar_sync"
 TENANT = "bench-p1p2"
 CALENDARS_PER_MAILBOX = 4
-NEVER = "0 0 0 1 1 *"  # timers the benchmark fires itself (midnight, 1 January)
 
 TARGET_REQUESTS_PER_CALENDAR = 1.05
 TARGET_BYTES_RATIO = 20.0
@@ -688,15 +688,7 @@ async def clear_delivery_nudges(stack: Stack) -> int:
 
 
 def _configure_logging() -> None:
-    """The host and the app log at INFO, as in Azure; to a file here, not the terminal."""
-    from core.observability import JsonFormatter
-
-    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(LOG_FILE, mode="w", encoding="utf-8")
-    handler.setFormatter(JsonFormatter())  # the app's own format, with context and extras
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    log_to(LOG_FILE)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -739,23 +731,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 async def run_on_stack(
     args: argparse.Namespace, azurite: Azurite, graph: EmulatorProcess, work: Path, result: dict[str, Any]
 ) -> None:
-    from core.operator_auth import new_operator_key
-
     seeded = graph.seeded
-    operator_key, operator_digest = new_operator_key()
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "BRIDGE_TABLE_PREFIX": "bench",
-        "SECRETS_PROVIDER": "local",
-        "LOCAL_SECRETS_DIR": str(work / "secrets"),
-        "CALENDAR_SYNC_SCHEDULE": NEVER,
-        "HOUSEKEEPING_SCHEDULE": NEVER,
-        "GRAPH_BASE_URL": seeded.graph_url,
-        "GRAPH_AUTHORITY_HOST": seeded.authority,
-        "GRAPH_CA_BUNDLE": seeded.ca_cert,
-        "BRIDGE_OPERATOR_KEY_SHA256": operator_digest,
-        "LOG_LEVEL": "INFO",
-    }
+    env, operator_key = app_env(azurite, seeded, work)
     os.environ.update(env)  # the app reads its settings from the process environment
 
     import function_app
@@ -1182,22 +1159,7 @@ def section(r: dict[str, Any], command: str) -> str:
 
 
 def record(text: str) -> None:
-    header = (
-        "# Benchmark results\n\n"
-        "Each section is written by the script it names; rerun its command to refresh it. Timings\n"
-        "are ratios against a baseline run in the same process (TARGETS.md).\n\n"
-    )
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else header
-    text = text.rstrip("\n") + "\n\n"
-    pattern = re.compile(r"^## P1, P2\b.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current)
-    else:
-        # P1/P2 go before the later rows' sections (P3, ...)
-        later = re.search(r"^## P[3-9]\b", current, re.M)
-        at = later.start() if later else len(current)
-        updated = current[:at].rstrip("\n") + "\n\n" + text + current[at:]
-    RESULTS.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
+    record_section("P1, P2", text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,6 @@ import datetime as dt
 import gc
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -36,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.graph_pages import delta_page_bytes
+from bench.results import RESULTS, record_section
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 TARGET = 100.0
 COMMAND = ".venv/bin/python -m bench.p3_parse"
 
@@ -269,19 +268,7 @@ def section(r: dict[str, Any]) -> str:
 
 
 def record(text: str) -> None:
-    header = (
-        "# Benchmark results\n\n"
-        "Each section is written by the script it names; rerun its command to refresh it. Timings\n"
-        "are ratios against a baseline run in the same process (TARGETS.md).\n\n"
-    )
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else header
-    pattern = re.compile(r"^## P3\b.*?(?=^## |\Z)", re.S | re.M)
-    updated = (
-        pattern.sub(lambda _: text, current)
-        if pattern.search(current)
-        else current.rstrip("\n") + "\n\n" + text
-    )
-    RESULTS.write_text(updated, encoding="utf-8")
+    record_section("P3", text)
 
 
 def main(argv: list[str] | None = None) -> int:

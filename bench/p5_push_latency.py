@@ -55,11 +55,9 @@ import contextlib
 import datetime as dt
 import gc
 import json
-import logging
 import math
 import os
 import random
-import re
 import signal
 import sys
 import tempfile
@@ -76,7 +74,6 @@ import aiohttp
 from bench.emulator_process import EmulatorProcess
 from bench.p1_p2_calendar_sync import (
     CALLS,
-    NEVER,
     ROOT,
     CpuMeter,
     _api,
@@ -87,12 +84,14 @@ from bench.p1_p2_calendar_sync import (
     _verdict,
     say,
 )
+from bench.results import RESULTS, record_section
+from bench.stack import app_env, log_to
 from devtools.azurite import Azurite
 
 if TYPE_CHECKING:
     from devtools.funchost import FunctionHost
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+
 LOG_FILE = ROOT / ".local" / "bench" / "p5_push_latency.log"
 COMMAND = ".venv/bin/python -m bench.p5_push_latency"
 TENANT = "bench-p5"
@@ -530,15 +529,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def _configure_logging() -> None:
-    """The host and the app log at INFO, as in Azure; to a file here, not the terminal."""
-    from core.observability import JsonFormatter
-
-    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(LOG_FILE, mode="w", encoding="utf-8")
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    log_to(LOG_FILE)
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -582,23 +573,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 async def run_on_stack(
     args: argparse.Namespace, azurite: Azurite, graph: EmulatorProcess, work: Path, result: dict[str, Any]
 ) -> None:
-    from core.operator_auth import new_operator_key
-
     seeded = graph.seeded
-    operator_key, operator_digest = new_operator_key()
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "BRIDGE_TABLE_PREFIX": "bench",
-        "SECRETS_PROVIDER": "local",
-        "LOCAL_SECRETS_DIR": str(work / "secrets"),
-        "CALENDAR_SYNC_SCHEDULE": NEVER,
-        "HOUSEKEEPING_SCHEDULE": NEVER,
-        "GRAPH_BASE_URL": seeded.graph_url,
-        "GRAPH_AUTHORITY_HOST": seeded.authority,
-        "GRAPH_CA_BUNDLE": seeded.ca_cert,
-        "BRIDGE_OPERATOR_KEY_SHA256": operator_digest,
-        "LOG_LEVEL": "INFO",
-    }
+    env, operator_key = app_env(azurite, seeded, work)
     os.environ.update(env)  # the app reads its settings from the process environment
 
     import function_app
@@ -820,17 +796,7 @@ def section(r: dict[str, Any], command: str) -> str:
 
 
 def record(text: str) -> None:
-    """Replace the P5 section of RESULTS.md, or add it before the later rows' sections."""
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    text = text.rstrip("\n") + "\n\n"
-    pattern = re.compile(r"^## P5\b.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current)
-    else:
-        later = re.search(r"^## P[6-9]\b", current, re.M)
-        at = later.start() if later else len(current)
-        updated = current[:at].rstrip("\n") + "\n\n" + text + current[at:]
-    RESULTS.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
+    record_section("P5", text)
 
 
 def main(argv: list[str] | None = None) -> int:
