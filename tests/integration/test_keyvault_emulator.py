@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceRequestError
+from azure.keyvault.secrets._shared import http_challenge_cache
 from azure.keyvault.secrets.aio import SecretClient
 
 from core.errors import SecretStoreError
@@ -79,6 +80,9 @@ async def test_the_sdk_answers_the_challenge_with_a_token_for_the_vaults_resourc
     kv: KeyVaultEmulator,
 ) -> None:
     """The SDK's own resource verification stays on and passes for https://127.0.0.1:PORT."""
+    # The SDK keeps challenges per host:port for the process; an earlier test's emulator on a
+    # reused port would spare this one its first contact (no bodiless probe).
+    http_challenge_cache.clear()
     credential = StaticTokenCredential(TOKEN)
     store = _store(kv, credential)
     await store.set("first-contact", "value")
