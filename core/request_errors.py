@@ -59,6 +59,10 @@ class PreconditionFailed(RequestError):
     """The request's If-Match names a version that is no longer current (412)."""
 
 
+class UpstreamUnavailable(RequestError):
+    """A service the request needs (Microsoft Graph) is unavailable or throttling: 503."""
+
+
 class Unauthenticated(RequestError):
     """No key, or a key that is not valid (401)."""
 

@@ -260,6 +260,10 @@ class Settings(BaseModel):
     calendar_days_back: int = Field(30, ge=0, le=365, alias="CALENDAR_SYNC_DAYS_BACK")
     calendar_days_ahead: int = Field(365, ge=1, le=1825, alias="CALENDAR_SYNC_DAYS_AHEAD")
     calendar_window_slack_days: int = Field(7, ge=1, le=90, alias="CALENDAR_SYNC_WINDOW_SLACK_DAYS")
+    # Mail document import (core/mail). The timer fans out one queue message per import; the
+    # host's download URLs for staged documents live this long (a delegation key's 7 days at most).
+    mail_import_schedule: Ncrontab = Field("0 0 */2 * * *", alias="MAIL_IMPORT_SCHEDULE")
+    mail_document_url_seconds: int = Field(7 * 86_400, ge=1, le=7 * 86_400, alias="MAIL_DOCUMENT_URL_SECONDS")
     version: str = __version__
 
     @model_validator(mode="after")

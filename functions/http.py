@@ -29,6 +29,7 @@ from core.request_errors import (
     TenantDisabled,
     TenantInaccessible,
     Unauthenticated,
+    UpstreamUnavailable,
 )
 from core.store.records import Tenant
 from core.tenants import TenantContext, authenticate
@@ -129,6 +130,7 @@ _REQUEST_PROBLEMS: tuple[tuple[type[RequestError], int, str, str], ...] = (
     (TenantInaccessible, 404, "not-found", "Not found"),
     (EditConflict, 409, "conflict", "Conflict"),
     (PreconditionFailed, 412, "precondition-failed", "Precondition failed"),
+    (UpstreamUnavailable, 503, "upstream-unavailable", "Upstream unavailable"),
 )
 
 

@@ -395,6 +395,79 @@ class HostAppointment(Record):
         return self.key(self.tenant_id, self.resource_id, self.host_appointment_id)[1]
 
 
+# --- mail document import ------------------------------------------------------------------
+
+
+class MailImport(Record):
+    """One mailbox's document import, as the host configured it: where mail arrives, where it
+    goes after, who gets what cannot be imported, what may be imported.
+
+    Keys: partition = tenant, row = the host's id for the import. The API addresses it by point
+    read, the timer lists a tenant's imports as one partition."""
+
+    table: ClassVar[str] = "mailimports"
+
+    tenant_id: str
+    import_id: str
+    mailbox: str  # UPN (lower-cased) or Entra object id
+    import_folder: str  # as the host named it, e.g. "Inbox/Invoices"
+    import_folder_id: str  # resolved when the import was saved
+    archive_folder: str
+    archive_folder_id: str
+    forward_to: str
+    allowed_types: list[str] = Field(default_factory=list)  # lower-case file extensions
+    max_size_bytes: int = 0
+    notify_to: str | None = None  # who hears of a failing import (Graph sendMail)
+    enabled: bool = True
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, import_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(import_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.import_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.import_id)[1]
+
+
+class MailImportState(Record):
+    """Where one import's runs stand, and who is running it: the same lease as a calendar's
+    sync state (one worker per mailbox import; a request that finds it taken asks the holder
+    for one more round).
+
+    Keys: partition = tenant, row = import id (point reads and ETag writes)."""
+
+    table: ClassVar[str] = "mailimportstate"
+
+    tenant_id: str
+    import_id: str
+    status: SyncStatus = SyncStatus.NEVER
+    error: str | None = None
+    consecutive_failures: int = 0
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    rerun_requested: bool = False
+
+    @classmethod
+    def key(cls, tenant_id: str, import_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(import_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.import_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.import_id)[1]
+
+
 # --- mail ledger ---------------------------------------------------------------------------
 
 
@@ -412,13 +485,15 @@ ATTACHMENT = "a:"  # row-key prefix of attachment rows
 
 class MailLedgerEntry(Record):
     """One step of importing one mail: an attachment delivered, or a message-level step
-    (forward, archive). A crash between steps is resumed from these rows, never repeated.
+    (forward, archive, failures). A crash between steps is resumed from these rows, never
+    repeated.
 
-    Keys: partition = tenant|mailbox, row = message id|a:<hash of attachment id> or
-    message id|m:<step>. The importer reads all rows of one message with one prefix range
-    (`message_range`). Attachment ids are hashed in the key because Graph attachment ids run to
-    hundreds of characters and message id + attachment id could pass the 1 KiB key limit; the
-    full attachment id is a column."""
+    Keys: partition = tenant, row = hash of the mailbox|message id|a:<hash of attachment id>
+    or …|m:<step>. The importer reads all rows of one message with one prefix range
+    (`message_range`), deleting an import clears its mailbox with another (`mailbox_range`),
+    and a tenant's deletion is one partition. Attachment ids are hashed because Graph
+    attachment ids run to hundreds of characters and message id + attachment id could pass the
+    1 KiB key limit; the full ids are columns."""
 
     table: ClassVar[str] = "mailledger"
 
@@ -429,31 +504,42 @@ class MailLedgerEntry(Record):
     step: str | None = None  # message-level step name, e.g. "forward", "archive"
     status: LedgerStatus = LedgerStatus.PENDING
     file_name: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    sha256: str | None = None
     blob_name: str | None = None
     error: str | None = None
     attempts: int = 0
     updated_at: datetime | None = None
 
-    @classmethod
-    def partition(cls, tenant_id: str, mailbox: str) -> str:
-        return join_key(tenant_id, mailbox.lower())
+    @staticmethod
+    def _mailbox(mailbox: str) -> str:
+        return short_hash(mailbox.lower())
 
     @classmethod
     def attachment_key(
         cls, tenant_id: str, mailbox: str, message_id: str, attachment_id: str
     ) -> tuple[str, str]:
-        row = escape_key(message_id) + SEPARATOR + ATTACHMENT + short_hash(attachment_id)
-        return cls.partition(tenant_id, mailbox), row
+        row = cls._message(mailbox, message_id) + ATTACHMENT + short_hash(attachment_id)
+        return escape_key(tenant_id), row
 
     @classmethod
     def step_key(cls, tenant_id: str, mailbox: str, message_id: str, step: str) -> tuple[str, str]:
-        row = escape_key(message_id) + SEPARATOR + MESSAGE_STEP + escape_key(step)
-        return cls.partition(tenant_id, mailbox), row
+        return escape_key(tenant_id), cls._message(mailbox, message_id) + MESSAGE_STEP + escape_key(step)
 
     @classmethod
-    def message_range(cls, message_id: str) -> tuple[str, str]:
+    def _message(cls, mailbox: str, message_id: str) -> str:
+        return cls._mailbox(mailbox) + SEPARATOR + escape_key(message_id) + SEPARATOR
+
+    @classmethod
+    def message_range(cls, mailbox: str, message_id: str) -> tuple[str, str]:
         """(row_key_from, row_key_to) covering every row of one message."""
-        return prefix_range(escape_key(message_id) + SEPARATOR)
+        return prefix_range(cls._message(mailbox, message_id))
+
+    @classmethod
+    def mailbox_range(cls, mailbox: str) -> tuple[str, str]:
+        """(row_key_from, row_key_to) covering every row of one mailbox."""
+        return prefix_range(cls._mailbox(mailbox) + SEPARATOR)
 
     def _key(self) -> tuple[str, str]:
         if self.attachment_id is not None:
@@ -710,6 +796,8 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     EventMapEntry,
     EventTransaction,
     HostAppointment,
+    MailImport,
+    MailImportState,
     MailLedgerEntry,
     Reservation,
     Presence,

@@ -33,6 +33,7 @@ async def app_env(
         "BRIDGE_TABLE_PREFIX": "t" + uuid.uuid4().hex[:10],
         "LOCAL_SECRETS_DIR": str(tmp_path / "secrets"),
         "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
+        "MAIL_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         "CALENDAR_SYNC_SCHEDULE": "0 0 0 1 1 *",
         "RUN_RETENTION_DAYS": "30",
     }

@@ -58,7 +58,7 @@ def test_given_addresses_in_any_case_then_keys_are_lower_cased():
     assert state.row_key == CalendarSyncState.key("t", "r", "anna@x.example", "ROOM")[1]
     assert state.row_key != CalendarSyncState.key("t", "other", "anna@x.example", "room")[1]
     ledger = MailLedgerEntry(tenant_id="t", mailbox="Inv@X", message_id="m", step="archive")
-    assert ledger.partition_key == MailLedgerEntry.partition("t", "inv@x")
+    assert ledger.row_key == MailLedgerEntry.step_key("t", "inv@x", "m", "archive")[1]
 
 
 def test_given_a_graph_id_with_slashes_then_the_event_map_key_escapes_it_and_groups_by_calendar():
@@ -92,7 +92,7 @@ def test_given_a_long_attachment_id_then_the_ledger_key_stays_short_and_groups_b
     step = MailLedgerEntry(tenant_id=TENANT, mailbox="m@x", message_id=GRAPH_ID, step="archive")
     other = MailLedgerEntry(tenant_id=TENANT, mailbox="m@x", message_id=GRAPH_ID + "x", step="archive")
     assert len(attachment.row_key) < 120 < len(ATTACHMENT_ID)
-    low, high = MailLedgerEntry.message_range(GRAPH_ID)
+    low, high = MailLedgerEntry.message_range("M@x", GRAPH_ID)
     assert low <= attachment.row_key < high
     assert low <= step.row_key < high
     assert not low <= other.row_key < high
