@@ -9,6 +9,7 @@ from functions import (
     events,
     health,
     housekeeping,
+    mail,
     operator,
     resources,
     runs,
@@ -24,4 +25,5 @@ app.register_functions(operator.bp)
 app.register_functions(resources.bp)
 app.register_functions(calendar.bp)
 app.register_functions(appointments.bp)
+app.register_functions(mail.bp)
 app.register_functions(runs.bp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from azure.storage.blob.aio import BlobServiceClient
@@ -35,6 +36,8 @@ from core.host import (
     Outbox,
     WebhookSender,
 )
+from core.mail.importer import AzureImportQueue, MailImporter
+from core.mail.staging import AzureDocumentStore
 from core.observability import configure_logging
 from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
@@ -138,6 +141,25 @@ class Container:
         """Accepts host appointments and writes them to Outlook (`POST …/appointments` and the
         `calendar-push` queue trigger)."""
         return AppointmentPush(self.tables, self.outbox(), self.graphs, self.push_queue(), clock=self.clock)
+
+    def documents(self) -> AzureDocumentStore:
+        """Staged documents (Blob Storage) with their download URLs."""
+        return AzureDocumentStore(self.blobs)
+
+    def import_queue(self) -> AzureImportQueue:
+        """Mail import requests for the `mail-import` queue trigger."""
+        return AzureImportQueue(self.queues)
+
+    def mail_importer(self) -> MailImporter:
+        """Runs mail imports (the `mail-import` queue trigger)."""
+        return MailImporter(
+            self.tables,
+            self.outbox(),
+            self.graphs,
+            self.documents(),
+            clock=self.clock,
+            url_lifetime=timedelta(seconds=self.settings.mail_document_url_seconds),
+        )
 
     def delivery_queue(self) -> AzureDeliveryQueue:
         """Nudges for the delivery trigger, and the poison queue of dead-lettered events."""
