@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import runpy
@@ -520,6 +521,73 @@ async def job_calendar_push(
     )
 
 
+async def job_mail_import(
+    http: aiohttp.ClientSession,
+    host: Any,
+    demo: DemoTenant,
+    tenant_key: dict[str, str],
+    receiver: DemoReceiver,
+) -> None:
+    """Invoices arrive in a mailbox folder; "Run import" stages each document, announces it with
+    a download URL, forwards what has nothing to import, and archives every mail."""
+    from devtools.graph_emulator.mail_ops import file
+
+    base = host.base_url + "/api/v1/tenants/contoso-demo"
+    box = demo.adele.user_principal_name
+    mail = demo.graph.module("mail").mail
+    mail.ensure_folder_path(box, "Inbox/Fakturaer")
+    mail.ensure_folder_path(box, "Archive/Fakturaer")
+    invoice = b"%PDF-1.7 demo invoice 2026-1001"
+    logo = file("logo.png", b"\x89PNG logo", "image/png", inline=True, content_id="logo")
+    mail.deliver_mail(
+        box,
+        "Inbox/Fakturaer",
+        subject="Faktura 2026-1001",
+        attachments=[file("faktura-2026-1001.pdf", invoice, "application/pdf"), logo],
+    )
+    mail.deliver_mail(
+        box, "Inbox/Fakturaer", subject="Takk for sist", body="<img src='cid:logo'>", attachments=[logo]
+    )
+    config = {
+        "mailbox": box,
+        "importFolder": "Inbox/Fakturaer",
+        "archiveFolder": "Archive/Fakturaer",
+        "forwardTo": "regnskap@contoso-demo.example",
+    }
+    async with http.put(f"{base}/mail-imports/invoices", json=config, headers=tenant_key) as resp:
+        saved = resp.status
+    async with http.post(f"{base}/mail-imports/invoices/run", headers=tenant_key) as resp:
+        run_id = (await resp.json(content_type=None))["runId"]
+
+    async def ended() -> bool:
+        async with http.get(f"{base}/runs?runId={run_id}", headers=tenant_key) as reply:
+            runs = (await reply.json(content_type=None))["runs"]
+        return any(r["status"] != "running" for r in runs)
+
+    await _wait_for("job mail import", ended)
+    async with http.get(f"{base}/runs?runId={run_id}", headers=tenant_key) as reply:
+        run = (await reply.json(content_type=None))["runs"][0]
+
+    def documents() -> list[dict[str, Any]]:
+        return [
+            json.loads(body)["data"]
+            for body, _ in receiver.received
+            if json.loads(body)["type"] == "document.imported"
+        ]
+
+    await _wait_for("job mail import (delivery)", _async(lambda: bool(documents())))
+    document = documents()[0]
+    async with http.get(document["downloadUrl"]) as resp:
+        content = await resp.read()
+    verified = hashlib.sha256(content).hexdigest() == document["sha256"]
+    archived = len(mail.messages(box, "Archive/Fakturaer"))
+    say(
+        f"✓ job mail import: PUT …/mail-imports/invoices (HTTP {saved}), run {run['status']} "
+        f"{run['counts']}; document.imported {document['fileName']!r} downloaded from its URL, "
+        f"sha256 {'verified' if verified else 'WRONG'}; {archived} mails archived"
+    )
+
+
 def _async(check: Any) -> Any:
     async def run() -> bool:
         return bool(check())
@@ -558,6 +626,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
             "SECRETS_PROVIDER": "local",
             "LOCAL_SECRETS_DIR": str(demo_dir / "secrets"),
             "HOUSEKEEPING_SCHEDULE": os.environ.get("HOUSEKEEPING_SCHEDULE", "0 17 3 * * *"),
+            "MAIL_IMPORT_SCHEDULE": os.environ.get("MAIL_IMPORT_SCHEDULE", "0 0 */2 * * *"),
             "CALENDAR_SYNC_SCHEDULE": os.environ.get("CALENDAR_SYNC_SCHEDULE", "0 */15 * * * *"),
             "RUN_RETENTION_DAYS": "30",
             "GRAPH_BASE_URL": graph.graph_url,
@@ -584,6 +653,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 tenant_key = await job_tenant_and_delivery(http, host, demo, operator_key, receiver)
                 await job_calendar_sync(http, host, demo, tenant_key, receiver)
                 await job_calendar_push(http, host, demo, tenant_key, receiver)
+                await job_mail_import(http, host, demo, tenant_key, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

@@ -99,6 +99,13 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             output,
             re.M,
         ), output
+        assert re.search(
+            r"^✓ job mail import: PUT …/mail-imports/invoices \(HTTP 201\), run succeeded "
+            r".*'documents_imported': 1.*; document\.imported 'faktura-2026-1001\.pdf' downloaded "
+            r"from its URL, sha256 verified; 2 mails archived",
+            output,
+            re.M,
+        ), output
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:

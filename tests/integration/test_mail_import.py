@@ -1,0 +1,237 @@
+"""Mail document import end to end on the local stack: the real `function_app` on the local
+Functions host ("Run import" → `mail-import` queue → worker), Azurite (tables, queues and blobs:
+the staged documents and their SAS download URLs), and the Graph emulator's mailboxes over HTTPS
+with the real azure-identity and msgraph-sdk clients. Mail arrives and is read back through the
+emulator's own store (what a person sees in Outlook); the host reads the event feed and
+downloads each document from its URL with plain HTTP, as a host would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from devtools.graph_emulator.mail_ops import file, item
+from tests.integration.bridge_api import api_env  # noqa: F401 - fixture
+from tests.integration.test_calendar_sync_down import (  # noqa: F401 - fixtures
+    Bridge,
+    eventually,
+    graph,
+    start_bridge,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 400  # ~100 KB
+LOGO = b"\x89PNG\r\n\x1a\n" + b"logo" * 100
+MAIL_PERMISSIONS = ("Mail.ReadWrite", "Mail.Send")
+
+
+async def setup_import(bridge: Bridge, **fields: Any) -> tuple[str, Any]:
+    """The invoices mailbox with its folders, the app allowed to use mail, and the import."""
+    outlook = bridge.outlook
+    bridge.graph.grant(outlook.tenant_id, outlook.client_id, *MAIL_PERMISSIONS)
+    box = outlook.mailbox("invoices")
+    mail = bridge.graph.module("mail").mail
+    mail.ensure_folder_path(box, "Inbox/Invoices")
+    mail.ensure_folder_path(box, "Archive/Invoices")
+    body = {
+        "mailbox": box,
+        "importFolder": "Inbox/Invoices",
+        "archiveFolder": "Archive/Invoices",
+        "forwardTo": "accounts@customer.example",
+        **fields,
+    }
+    reply = await bridge.call("PUT", "/mail-imports/invoices", json_body=body)
+    assert reply.status == 201, reply.text
+    return box, mail
+
+
+async def run_import(bridge: Bridge, *, expect: str = "succeeded") -> dict[str, Any]:
+    reply = await bridge.call("POST", "/mail-imports/invoices/run")
+    assert reply.status == 202, reply.text
+    run_id = reply.body["runId"]
+
+    async def ended() -> dict[str, Any] | None:
+        runs = await bridge.call("GET", "/runs", params={"runId": run_id})
+        found = [r for r in runs.body["runs"] if r["status"] in ("succeeded", "failed")]
+        return found[0] if found and (found[0]["status"] == expect or expect == "any") else None
+
+    run: dict[str, Any] = await eventually(ended, within=60, what=f"the import run to end {expect}")
+    await bridge.read_feed()
+    return run
+
+
+def subjects(mail: Any, box: str, folder: str) -> list[str]:
+    return sorted(m.subject for m in mail.messages(box, folder))
+
+
+async def download(url: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return resp.status, await resp.read()
+
+
+async def test_each_kind_of_mail_ends_as_specified_and_documents_download_until_their_url_expires(
+    start_bridge: Callable[..., Any],
+) -> None:
+    """GIVEN mails with a PDF (and a signature logo), with only an inline logo, with an attached
+    e-mail, with a disallowed type, and with nothing attached
+    WHEN the host runs the import
+    THEN the PDF and the attached e-mail (as .eml) are announced, each downloadable from its URL
+    with the announced sha256; the other three are forwarded with an explanation; all five are
+    archived; the URL stops working when it expires; a second run changes nothing."""
+    async with start_bridge(MAIL_DOCUMENT_URL_SECONDS="6") as bridge:
+        box, mail = await setup_import(bridge)
+        logo = file("logo.png", LOGO, "image/png", inline=True, content_id="logo")
+        mail.deliver_mail(
+            box,
+            "Inbox/Invoices",
+            subject="Invoice 1001",
+            attachments=[file("invoice-1001.pdf", PDF, "application/pdf"), logo],
+        )
+        mail.deliver_mail(
+            box, "Inbox/Invoices", subject="Only a logo", body="<img src='cid:logo'>", attachments=[logo]
+        )
+        mail.deliver_mail(
+            box,
+            "Inbox/Invoices",
+            subject="Fwd: the original",
+            attachments=[
+                item(
+                    {
+                        "subject": "Original invoice mail",
+                        "body": {"contentType": "text", "content": "see attached"},
+                    }
+                )
+            ],
+        )
+        mail.deliver_mail(
+            box,
+            "Inbox/Invoices",
+            subject="A spreadsheet",
+            attachments=[file("costs.xlsx", b"PK\x03\x04", "application/vnd.ms-excel")],
+        )
+        mail.deliver_mail(box, "Inbox/Invoices", subject="Nothing attached", body="hello")
+
+        run = await run_import(bridge)
+        assert run["counts"]["documents_imported"] == 2
+        assert run["counts"]["mails_archived"] == 5
+        assert subjects(mail, box, "Inbox/Invoices") == []
+        assert len(subjects(mail, box, "Archive/Invoices")) == 5
+
+        imported = {e["data"]["fileName"]: e["data"] for e in bridge.feed if e["type"] == "document.imported"}
+        assert set(imported) == {"invoice-1001.pdf", "Original invoice mail.eml"}
+        for document in imported.values():
+            status, content = await download(document["downloadUrl"])
+            assert status == 200
+            assert hashlib.sha256(content).hexdigest() == document["sha256"]
+            assert len(content) == document["size"]
+        assert (await download(imported["invoice-1001.pdf"]["downloadUrl"]))[1] == PDF
+        assert (
+            b"Original invoice mail"
+            in (await download(imported["Original invoice mail.eml"]["downloadUrl"]))[1]
+        )
+        pdf = imported["invoice-1001.pdf"]
+        assert (pdf["subject"], pdf["mailbox"], pdf["contentType"]) == (
+            "Invoice 1001",
+            box,
+            "application/pdf",
+        )
+        assert all(pdf[name] for name in ("internetMessageId", "receivedAt", "from"))
+
+        forwarded = {e["data"]["subject"]: e["data"] for e in bridge.feed if e["type"] == "mail.forwarded"}
+        assert set(forwarded) == {"Only a logo", "A spreadsheet", "Nothing attached"}
+        assert forwarded["A spreadsheet"]["skipped"][0]["name"] == "costs.xlsx"
+        sent = [s for s in mail.sent_mail(box) if s.kind == "forward"]
+        assert sorted(s.record.subject for s in sent) == [
+            "FW: A spreadsheet",
+            "FW: Nothing attached",
+            "FW: Only a logo",
+        ]
+        assert all(s.recipients == ["accounts@customer.example"] for s in sent)
+        assert any("costs.xlsx: file type not allowed" in s.comment for s in sent)
+
+        await asyncio.sleep(7)  # past the URL's lifetime
+        assert (await download(pdf["downloadUrl"]))[0] == 403
+
+        events = len(bridge.feed)
+        quiet = await run_import(bridge)
+        assert "documents_imported" not in quiet["counts"]
+        assert len(bridge.feed) == events
+
+
+async def test_graph_faults_mid_run_complete_on_retry_and_lose_nothing(
+    start_bridge: Callable[..., Any],
+) -> None:
+    """GIVEN six invoices, and Graph failing mid-run (a 503 on an attachment's bytes, a
+    connection dropped after a move, throttling on a list)
+    THEN the failed run is retried by the queue and every document is announced exactly once,
+    every mail archived once."""
+    async with start_bridge() as bridge:
+        box, mail = await setup_import(bridge)
+        for n in range(6):
+            data = f"%PDF invoice {n}".encode() * 50
+            mail.deliver_mail(
+                box,
+                "Inbox/Invoices",
+                subject=f"Invoice {n}",
+                attachments=[file(f"invoice-{n}.pdf", data, "application/pdf")],
+            )
+        bridge.graph.add_fault("status", status=503, count=4, mailbox=box, path=r"/\$value$")
+        bridge.graph.add_fault("drop_after", count=1, mailbox=box, path=r"/move$")
+        bridge.graph.add_fault("status", status=429, retry_after=1, count=1, mailbox=box, path=r"/messages$")
+
+        await run_import(bridge, expect="any")
+
+        async def all_archived() -> bool | None:
+            return len(subjects(mail, box, "Archive/Invoices")) == 6 or None
+
+        await eventually(all_archived, within=90, what="every mail archived after the queue's retries")
+        await asyncio.sleep(1)
+        await bridge.read_feed()
+        imported = sorted(e["data"]["fileName"] for e in bridge.feed if e["type"] == "document.imported")
+        assert imported == [f"invoice-{n}.pdf" for n in range(6)]
+        assert subjects(mail, box, "Inbox/Invoices") == []
+
+
+async def test_a_failing_mailbox_fails_its_run_in_plain_words(start_bridge: Callable[..., Any]) -> None:
+    """GIVEN the import's folder deleted in Outlook
+    THEN the run fails naming the folder, and GET …/mail-imports/{id} shows it."""
+    async with start_bridge() as bridge:
+        box, mail = await setup_import(bridge, notifyTo="it@customer.example")
+        folder = mail.resolve_folder(box, "Inbox/Invoices")
+        mail.mailbox(box).folders.pop(folder.key)  # deleted in Outlook
+        run = await run_import(bridge, expect="failed")
+        assert "Inbox/Invoices" in run["error"]
+        state = await bridge.call("GET", "/mail-imports/invoices")
+        assert state.body["lastRun"]["status"] == "failed"
+        assert "Inbox/Invoices" in state.body["lastRun"]["error"]
+        notes = [s for s in mail.sent_mail(box) if s.kind == "send"]
+        assert [n.recipients for n in notes] == [["it@customer.example"]]
+
+
+async def test_the_import_api_validates_folders_against_the_mailbox(start_bridge: Callable[..., Any]) -> None:
+    async with start_bridge() as bridge:
+        box, _ = await setup_import(bridge)
+        bad = await bridge.call(
+            "PUT",
+            "/mail-imports/other",
+            json_body={
+                "mailbox": box,
+                "importFolder": "Inbox/Nope",
+                "archiveFolder": "Archive/Invoices",
+                "forwardTo": "a@b.example",
+            },
+        )
+        assert bad.is_problem(422)
+        assert bad.body["errors"][0]["field"] == "importFolder"
+        listed = await bridge.call("GET", "/mail-imports")
+        assert [i["id"] for i in listed.body["mailImports"]] == ["invoices"]
+        gone = await bridge.call("DELETE", "/mail-imports/invoices")
+        assert gone.status == 204
+        assert (await bridge.call("GET", "/mail-imports/invoices")).is_problem(404)
