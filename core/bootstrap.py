@@ -159,6 +159,7 @@ class Container:
             self.documents(),
             clock=self.clock,
             url_lifetime=timedelta(seconds=self.settings.mail_document_url_seconds),
+            queue=self.import_queue(),
         )
 
     def delivery_queue(self) -> AzureDeliveryQueue:

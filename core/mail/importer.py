@@ -34,7 +34,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -72,6 +72,7 @@ MAIL_FAILED = "mail.import_failed"
 LEASE = timedelta(minutes=30)
 URL_LIFETIME = timedelta(days=7)
 MAX_MAIL_ATTEMPTS = 5
+MAX_FOLLOW_UPS = 4  # times a request that found the import running comes back for a dead holder
 EXTRA_ROUNDS = 2
 
 FORWARD_STEP = "forward"
@@ -225,6 +226,7 @@ class MailImporter:
         clock: Clock = utc_now,
         url_lifetime: timedelta = URL_LIFETIME,
         lease: timedelta = LEASE,
+        queue: ImportQueue | None = None,
     ) -> None:
         self._tables = tables
         self._outbox = outbox
@@ -233,6 +235,7 @@ class MailImporter:
         self._clock = clock
         self._url_lifetime = url_lifetime
         self._lease = lease
+        self._queue = queue
         self._ledger = tables.repo(MailLedgerEntry)
         self._states = tables.repo(MailImportState)
 
@@ -250,9 +253,10 @@ class MailImporter:
             self._tables.runs(), FUNCTION, scope=tenant.tenant_id, run_id=request.run_id, clock=self._clock
         ) as run:
             owner = uuid.uuid4().hex
-            state = await self._acquire(config, owner)
-            if state is None:
+            state, leased = await self._acquire(config, owner)
+            if not leased:
                 run.add("coalesced")
+                await self._follow_up(request, state)
                 return run
             rounds = 0
             while True:
@@ -483,7 +487,18 @@ class MailImporter:
 
     # --- the lease ----------------------------------------------------------------------------
 
-    async def _acquire(self, config: MailImport, owner: str) -> MailImportState | None:
+    async def _follow_up(self, request: ImportRequest, state: MailImportState) -> None:
+        """A request that found the import running asked the holder for one more round. If
+        the holder died instead, its lease runs out: this request comes back then (a few times
+        at most), so a crashed worker delays an import by one lease, not until the next timer."""
+        if self._queue is None or state.lease_until is None or request.attempt + 1 >= MAX_FOLLOW_UPS:
+            return
+        wait = (state.lease_until - self._clock()).total_seconds() + 1
+        await self._queue.send(
+            replace(request, run_id=None, attempt=request.attempt + 1), delay=max(wait, 1.0)
+        )
+
+    async def _acquire(self, config: MailImport, owner: str) -> tuple[MailImportState, bool]:
         leased = False
 
         def take(current: MailImportState | None) -> MailImportState:
@@ -514,7 +529,7 @@ class MailImporter:
             )
 
         state = await self._states.mutate(*MailImportState.key(config.tenant_id, config.import_id), take)
-        return state if leased else None
+        return state, leased
 
     async def _release(
         self, config: MailImport, owner: str, exc: BaseException | None, *, again: bool = False

@@ -16,6 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from core.errors import StoreUnavailable
+from core.host import Outbox
+from core.mail.importer import MailImporter
+from core.mail.staging import AzureDocumentStore
 from devtools.graph_emulator.mail_ops import file, item
 from tests.integration.bridge_api import api_env  # noqa: F401 - fixture
 from tests.integration.test_calendar_sync_down import (  # noqa: F401 - fixtures
@@ -235,3 +239,68 @@ async def test_the_import_api_validates_folders_against_the_mailbox(start_bridge
         gone = await bridge.call("DELETE", "/mail-imports/invoices")
         assert gone.status == 204
         assert (await bridge.call("GET", "/mail-imports/invoices")).is_problem(404)
+
+
+class Crash(StoreUnavailable):
+    """The worker dies right after a step: storage gone, say. The run fails, the queue retries
+    the message, and the retry must resume from the ledger."""
+
+
+@pytest.mark.parametrize("step", ["staged", "announced", "forwarded", "moved"])
+async def test_a_crash_after_each_step_then_the_retry_delivers_each_document_once(
+    start_bridge: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """R2 on the local stack: the worker fails right after a step (its effect done and recorded)
+    and the queue's retry finishes the run: every document announced exactly once, every mail
+    archived once, the mail without a document forwarded once."""
+    armed = {"on": True}
+
+    def crash_after(cls: Any, name: str, when: Callable[..., bool] = lambda *a, **k: True) -> None:
+        real = getattr(cls, name)
+
+        async def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = await real(self, *args, **kwargs)
+            if armed["on"] and when(*args, **kwargs):
+                armed["on"] = False
+                raise Crash(f"crashed after {step}")
+            return result
+
+        monkeypatch.setattr(cls, name, wrapped)
+
+    if step == "staged":
+        crash_after(AzureDocumentStore, "stage")
+    elif step == "announced":
+        crash_after(Outbox, "emit_many", lambda tenant, events, **k: events[0].type == "document.imported")
+    elif step == "forwarded":
+        crash_after(MailImporter, "_step", lambda config, message_id, name, *a, **k: name == "forward")
+    else:
+        crash_after(MailImporter, "_step", lambda config, message_id, name, *a, **k: name == "archive")
+
+    async with start_bridge(queue_visibility=0.5) as bridge:
+        box, mail = await setup_import(bridge)
+        mail.deliver_mail(
+            box,
+            "Inbox/Invoices",
+            subject="Two invoices",
+            attachments=[
+                file("invoice-1.pdf", b"%PDF one", "application/pdf"),
+                file("invoice-2.pdf", b"%PDF two", "application/pdf"),
+            ],
+        )
+        mail.deliver_mail(box, "Inbox/Invoices", subject="Nothing attached", body="hi")
+        await run_import(bridge, expect="any")
+
+        async def finished() -> bool | None:
+            return len(subjects(mail, box, "Archive/Invoices")) == 2 or None
+
+        await eventually(finished, within=60, what="the retry to finish the import")
+        await asyncio.sleep(1.0)
+        await bridge.read_feed()
+        assert not armed["on"], "the crash was never injected"
+        imported = sorted(e["data"]["fileName"] for e in bridge.feed if e["type"] == "document.imported")
+        assert imported == ["invoice-1.pdf", "invoice-2.pdf"]
+        assert [e["data"]["subject"] for e in bridge.feed if e["type"] == "mail.forwarded"] == [
+            "Nothing attached"
+        ]
+        assert len([s for s in mail.sent_mail(box) if s.kind == "forward"]) == 1
+        assert subjects(mail, box, "Inbox/Invoices") == []

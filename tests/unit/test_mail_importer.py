@@ -64,14 +64,16 @@ class World:
             )
         )
 
-    def importer(self, documents: Any = None) -> MailImporter:
+    def importer(self, documents: Any = None, queue: InMemoryImportQueue | None = None) -> MailImporter:
         graph = self.graph
 
         class Graphs:
             async def gateway(self, tenant: Tenant) -> Any:
                 return graph
 
-        return MailImporter(self.tables, self.outbox, Graphs(), documents or self.documents, clock=self.clock)
+        return MailImporter(
+            self.tables, self.outbox, Graphs(), documents or self.documents, clock=self.clock, queue=queue
+        )
 
     async def run(self, importer: MailImporter | None = None) -> Any:
         self.clock.advance(timedelta(seconds=1))
@@ -344,3 +346,23 @@ def test_every_file_name_gives_a_blob_name_the_store_accepts(name: str):
     from core.mail.staging import validate_name
 
     assert validate_name(blob_name(TENANT, BOX, "AAMk/+msg=", "AAMk/+att=", name))
+
+
+async def test_a_request_that_finds_a_dead_workers_lease_comes_back_when_it_runs_out(world: World):
+    world.mail("Invoice", pdf())
+    queue = InMemoryImportQueue()
+    importer = world.importer(queue=queue)
+    state = MailImportState(
+        tenant_id=TENANT,
+        import_id="invoices",
+        lease_owner="dead",
+        lease_until=world.clock() + timedelta(minutes=5),
+    )
+    await world.tables.repo(MailImportState).insert(state)
+    run = await world.run(importer)
+    assert run.counts == {"coalesced": 1}
+    [follow_up] = queue.sent
+    assert (follow_up.attempt, follow_up.run_id) == (1, None)
+    world.clock.advance(timedelta(minutes=5))
+    await importer.run(follow_up)
+    assert world.folder(world.archive.id) == ["Invoice"]
