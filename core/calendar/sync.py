@@ -59,6 +59,7 @@ from core.graph.model import DeltaPage, Event
 from core.graph.port import DEFAULT_DELTA_PAGE_SIZE, GraphGateway
 from core.graph_access import GraphProvider
 from core.host import Emission
+from core.leases import claim
 from core.runs import Clock, RunHandle, track_run, utc_now
 from core.store import Tables
 from core.store.records import (
@@ -411,35 +412,19 @@ class CalendarSync:
 
         def take(current: CalendarSyncState | None) -> CalendarSyncState:
             nonlocal leased
-            now = self._clock()
-            if (
-                current is not None
-                and current.lease_owner
-                and current.lease_until is not None
-                and current.lease_until > now
-            ):
-                leased = False
-                return (
-                    current
-                    if current.rerun_requested
-                    else current.model_copy(update={"rerun_requested": True})
-                )
-            leased = True
-            base = current or CalendarSyncState(
-                tenant_id=ctx.tenant_id,
-                resource_id=ctx.resource_id,
-                account=ctx.account,
-                calendar=ctx.calendar,
+            state, leased = claim(
+                current,
+                lambda: CalendarSyncState(
+                    tenant_id=ctx.tenant_id,
+                    resource_id=ctx.resource_id,
+                    account=ctx.account,
+                    calendar=ctx.calendar,
+                ),
+                owner,
+                self._clock(),
+                self._lease,
             )
-            return base.model_copy(
-                update={
-                    "lease_owner": owner,
-                    "lease_until": now + self._lease,
-                    "rerun_requested": False,
-                    "status": SyncStatus.RUNNING,
-                    "last_run_at": now,
-                }
-            )
+            return state
 
         state = await self._states.mutate(*_state_key(ctx), take)
         return state if leased else None

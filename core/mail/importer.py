@@ -55,6 +55,7 @@ from core.graph.model import Attachment, AttachmentKind, BodyType, Message, Outg
 from core.graph.port import GraphGateway
 from core.graph_access import GraphProvider
 from core.host import Emission
+from core.leases import claim
 from core.mail.staging import DocumentStore
 from core.queues import TextQueue
 from core.runs import Clock, RunHandle, track_run, utc_now
@@ -503,30 +504,14 @@ class MailImporter:
 
         def take(current: MailImportState | None) -> MailImportState:
             nonlocal leased
-            now = self._clock()
-            if (
-                current is not None
-                and current.lease_owner
-                and current.lease_until
-                and current.lease_until > now
-            ):
-                leased = False
-                return (
-                    current
-                    if current.rerun_requested
-                    else current.model_copy(update={"rerun_requested": True})
-                )
-            leased = True
-            base = current or MailImportState(tenant_id=config.tenant_id, import_id=config.import_id)
-            return base.model_copy(
-                update={
-                    "lease_owner": owner,
-                    "lease_until": now + self._lease,
-                    "rerun_requested": False,
-                    "status": SyncStatus.RUNNING,
-                    "last_run_at": now,
-                }
+            state, leased = claim(
+                current,
+                lambda: MailImportState(tenant_id=config.tenant_id, import_id=config.import_id),
+                owner,
+                self._clock(),
+                self._lease,
             )
+            return state
 
         state = await self._states.mutate(*MailImportState.key(config.tenant_id, config.import_id), take)
         return state, leased

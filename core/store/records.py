@@ -179,7 +179,23 @@ def calendar_scope(resource_id: str, account: str, calendar: str) -> str:
     return short_hash(join_key(resource_id, account.lower(), calendar.casefold()))
 
 
-class CalendarSyncState(Record):
+class LeasedState(Record):
+    """A job's state row that doubles as its lease: one worker at a time holds it
+    (`lease_owner` until `lease_until`, taken and released with ETag writes); a request that
+    finds it held sets `rerun_requested`, and the holder runs once more before it lets go, so
+    bursts of requests coalesce. `core.leases.claim` takes it."""
+
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    status: SyncStatus = SyncStatus.NEVER
+    error: str | None = None
+    consecutive_failures: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    rerun_requested: bool = False
+
+
+class CalendarSyncState(LeasedState):
     """Where the down-sync of one calendar of one resource stands, and who is syncing it.
 
     Keys: partition = tenant, row = calendar scope (`calendar_scope`). A worker reads and writes
@@ -201,15 +217,7 @@ class CalendarSyncState(Record):
     delta_link: str | None = None
     window_start: datetime | None = None
     window_end: datetime | None = None
-    last_run_at: datetime | None = None
-    last_success_at: datetime | None = None
     last_full_sync_at: datetime | None = None
-    status: SyncStatus = SyncStatus.NEVER
-    error: str | None = None
-    consecutive_failures: int = 0
-    lease_owner: str | None = None
-    lease_until: datetime | None = None
-    rerun_requested: bool = False
 
     @classmethod
     def key(cls, tenant_id: str, resource_id: str, account: str, calendar: str) -> tuple[str, str]:
@@ -435,7 +443,7 @@ class MailImport(Record):
         return self.key(self.tenant_id, self.import_id)[1]
 
 
-class MailImportState(Record):
+class MailImportState(LeasedState):
     """Where one import's runs stand, and who is running it: the same lease as a calendar's
     sync state (one worker per mailbox import; a request that finds it taken asks the holder
     for one more round).
@@ -446,14 +454,6 @@ class MailImportState(Record):
 
     tenant_id: str
     import_id: str
-    status: SyncStatus = SyncStatus.NEVER
-    error: str | None = None
-    consecutive_failures: int = 0
-    last_run_at: datetime | None = None
-    last_success_at: datetime | None = None
-    lease_owner: str | None = None
-    lease_until: datetime | None = None
-    rerun_requested: bool = False
 
     @classmethod
     def key(cls, tenant_id: str, import_id: str) -> tuple[str, str]:
