@@ -33,7 +33,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -346,7 +346,9 @@ class MailImporter:
             name = blob_name(config.tenant_id, config.mailbox, message.id, att.id, document.file_name)
             staged = await self._documents.stage(
                 name,
-                gateway.stream_attachment(config.mailbox, message.id, att.id),
+                _at_most(
+                    gateway.stream_attachment(config.mailbox, message.id, att.id), config.max_size_bytes
+                ),
                 content_type=document.content_type,
                 metadata={"tenant": config.tenant_id},
             )
@@ -563,6 +565,24 @@ class MailImporter:
             log.exception("could not record the import's round; the lease runs out by itself")
             return 0
         return outcome["value"]
+
+
+class TooLarge(Reportable):
+    """An attachment streamed more bytes than the import allows (its listed size was wrong)."""
+
+
+async def _at_most(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
+    """`chunks`, but failing once they pass `limit` bytes: the size Graph lists is what the
+    limit was checked against, and the stream must not be trusted to agree with it."""
+    total = 0
+    try:
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(f"the attachment streamed more than the import's limit of {limit} bytes")
+            yield chunk
+    finally:
+        await chunks.aclose()
 
 
 def _mail_fields(message: Message) -> dict[str, Any]:

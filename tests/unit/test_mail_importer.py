@@ -366,3 +366,23 @@ async def test_a_request_that_finds_a_dead_workers_lease_comes_back_when_it_runs
     world.clock.advance(timedelta(minutes=5))
     await importer.run(follow_up)
     assert world.folder(world.archive.id) == ["Invoice"]
+
+
+async def test_an_attachment_streaming_past_the_limit_is_not_staged(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    world.mail("Liar", pdf())
+    real = world.graph.stream_attachment
+
+    async def longer(*args: Any, **kwargs: Any) -> Any:
+        async for chunk in real(*args, **kwargs):
+            yield chunk
+        for _ in range(11):
+            yield b"x" * (1024 * 1024)  # 11 MiB more than Graph listed: past the 10 MiB limit
+
+    monkeypatch.setattr(world.graph, "stream_attachment", longer)
+    run = await world.run()
+    assert run.counts["mails_failed"] == 1
+    assert [e for e in await world.events() if e["type"] == "document.imported"] == []
+    [failure] = [r async for r in world.tables.repo(MailLedgerEntry).list(TENANT) if r.step == "failure"]
+    assert "TooLarge" in (failure.error or "")
