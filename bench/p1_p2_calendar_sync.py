@@ -45,17 +45,14 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import functools
 import importlib
 import json
 import logging
 import math
 import os
-import platform
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -69,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from bench.emulator_process import EmulatorProcess, Seeded
-from bench.results import RESULTS, record_section
+from bench.results import RESULTS, commit, provenance, record_section
 from bench.stack import app_env, log_to
 from devtools.azurite import Azurite
 
@@ -702,7 +699,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     _configure_logging()
     result: dict[str, Any] = {"calendars": args.calendars, "mailboxes": mailboxes, "events": args.events}
     result["latency"] = args.latency
-    result["commit"] = _commit()
+    result["commit"] = commit()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-p1p2-") as tmp:
         work = Path(tmp)
@@ -719,7 +716,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ) as graph:
                 await run_on_stack(args, azurite, graph, work, result)
     result["total_time"] = time.perf_counter() - started
-    result["commit_after"] = _commit()
+    result["commit_after"] = commit()
     if result["commit_after"] != result["commit"]:
         say(
             f"warning: the product code changed during the run "
@@ -912,41 +909,6 @@ async def what_if(args: argparse.Namespace, stack: Stack) -> list[dict[str, Any]
 # --- reporting -----------------------------------------------------------------------------------
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"nproc {cpus}, {model}, Python {platform.python_version()} ({platform.machine()})"
-
-
-def _commit() -> str:
-    """The product code measured: HEAD, and whether its files differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "core", "functions", "function_app.py", "host.json"],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"{head} (with uncommitted changes to the product code)" if dirty else head
-
-
 def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -1085,7 +1047,6 @@ def section(r: dict[str, Any], command: str) -> str:
     c, b, f = r["cycle"], r["baseline"], r["first"]
     ft = r["first_traffic"]
     batch, threshold, polling = r["host_queues"]
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     extrapolation = (
         f"measured on {b['sample']:,} calendars evenly spread over the mailboxes "
         f"({b['changed']} of them edited, {b['wall']:.1f} s) and extrapolated linearly to {n:,}"
@@ -1128,16 +1089,7 @@ def section(r: dict[str, Any], command: str) -> str:
         "(`bench/emulator_process.py`) and Azurite in its own, on the same 2 cores; the instance (host + "
         "app) is this process; the local host's own queue polling and deleting run in it too (in Azure "
         "the Functions host does that outside the Python worker). Logs at INFO go to `.local/bench/`.",
-        f"Code: commit {r['commit']}"
-        + (
-            f" (HEAD moved to {r['commit_after']} during the run; modules load at its start)"
-            if r["commit_after"] != r["commit"]
-            else ""
-        )
-        + ".",
-        f"Command: `{command}` (whole run {r['total_time']:.0f} s)",
-        f"Machine: {_machine()}",
-        f"Date: {now}",
+        *provenance(r, command),
     ]
     return "\n".join(
         [

@@ -25,17 +25,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench.graph_pages import delta_page_bytes
-from bench.results import RESULTS, record_section
+from bench.results import RESULTS, machine, record_section
 
 TARGET = 100.0
 COMMAND = ".venv/bin/python -m bench.p3_parse"
@@ -152,19 +149,6 @@ def _check_same(payload: bytes, lean: Any, sdk: Any) -> None:
             assert mine.start.replace(tzinfo=None).isoformat() == theirs.start.date_time[:19]
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"nproc {cpus}, {model}, Python {platform.python_version()} ({platform.machine()})"
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms"
 
@@ -260,7 +244,7 @@ def section(r: dict[str, Any]) -> str:
             "  domain objects, no time-zone conversion and no per-item rejection (one bad item fails",
             "  the page); the lean parser already clears the target with a wide margin.",
             f"- Command: `{COMMAND}`",
-            f"- Machine: {_machine()}",
+            f"- Machine: {machine()}",
             f"- Date: {now}",
             "",
         ]

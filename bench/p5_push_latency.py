@@ -77,14 +77,12 @@ from bench.p1_p2_calendar_sync import (
     ROOT,
     CpuMeter,
     _api,
-    _commit,
     _cpu,
-    _machine,
     _retries,
     _verdict,
     say,
 )
-from bench.results import RESULTS, record_section
+from bench.results import RESULTS, commit, provenance, record_section
 from bench.stack import app_env, log_to
 from devtools.azurite import Azurite
 
@@ -555,7 +553,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     _configure_logging()
-    result: dict[str, Any] = {"resources": args.resources, "commit": _commit()}
+    result: dict[str, Any] = {"resources": args.resources, "commit": commit()}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-p5-") as tmp:
         work = Path(tmp)
@@ -566,7 +564,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ) as graph:
                 await run_on_stack(args, azurite, graph, work, result)
     result["total_time"] = time.perf_counter() - started
-    result["commit_after"] = _commit()
+    result["commit_after"] = commit()
     return result
 
 
@@ -709,7 +707,6 @@ def stalls_table(r: dict[str, Any]) -> str:
 
 
 def section(r: dict[str, Any], command: str) -> str:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = r["runs"]
     kinds = "; ".join(
         f"{m['scenario'].name}, {m['scenario'].latency * 1000:.0f} ms: creates p50 "
@@ -758,16 +755,7 @@ def section(r: dict[str, Any], command: str) -> str:
         f"{sum(m['throttled'] for m in runs)}); table and queue calls are counted in the instance "
         "and include the host's own queue polling and each POST's queue message being handled 5 s "
         "later (it finds the change applied).",
-        f"Code: commit {r['commit']}"
-        + (
-            f" (HEAD moved to {r['commit_after']} during the run; modules load at its start)"
-            if r["commit_after"] != r["commit"]
-            else ""
-        )
-        + ".",
-        f"Command: `{command}` (whole run {r['total_time']:.0f} s)",
-        f"Machine: {_machine()}",
-        f"Date: {now}",
+        *provenance(r, command),
     ]
     return "\n".join(
         [

@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime as dt
 import gc
 import hashlib
 import json
@@ -75,8 +74,8 @@ from urllib.parse import quote
 import aiohttp
 
 from bench.emulator_process import EmulatorProcess
-from bench.p1_p2_calendar_sync import ROOT, _api, _commit, _machine, _verdict, say
-from bench.results import RESULTS, record_section
+from bench.p1_p2_calendar_sync import ROOT, _api, _verdict, say
+from bench.results import RESULTS, commit, provenance, record_section
 from bench.stack import app_env, log_to
 from devtools.azurite import Azurite
 
@@ -452,7 +451,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     log_to(LOG_FILE)
-    result: dict[str, Any] = {"size_mb": args.size_mb, "commit": _commit()}
+    result: dict[str, Any] = {"size_mb": args.size_mb, "commit": commit()}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-p7-") as tmp:
         work = Path(tmp)
@@ -463,7 +462,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ) as graph:
                 await run_on_stack(args, azurite, graph, work, result)
     result["total_time"] = time.perf_counter() - started
-    result["commit_after"] = _commit()
+    result["commit_after"] = commit()
     return result
 
 
@@ -552,7 +551,6 @@ def table(r: dict[str, Any]) -> str:
 
 
 def section(r: dict[str, Any], command: str) -> str:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     p = r["product"]
     counts = ", ".join(f"{name} {n}" for name, n in (p["run"].get("counts") or {}).items())
     bullets = [
@@ -581,16 +579,7 @@ def section(r: dict[str, Any], command: str) -> str:
         "VmRSS every 20 ms, and the kernel's peak mark VmHWM (reset through /proc/self/clear_refs at the "
         "window's start) catches peaks the thread cannot see while C code holds the GIL. Peak = the "
         "larger; growth = peak - baseline. MB = MiB.",
-        f"Code: commit {r['commit']}"
-        + (
-            f" (HEAD moved to {r['commit_after']} during the run; modules load at its start)"
-            if r["commit_after"] != r["commit"]
-            else ""
-        )
-        + ".",
-        f"Command: `{command}` (whole run {r['total_time']:.0f} s)",
-        f"Machine: {_machine()}",
-        f"Date: {now}",
+        *provenance(r, command),
     ]
     return "\n".join(
         [

@@ -6,8 +6,14 @@ time, adds it before the first section of a later row, so the file reads in TARG
 
 from __future__ import annotations
 
+import os
+import platform
 import re
+import subprocess
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = (
@@ -33,3 +39,59 @@ def record_section(rows: str, text: str, results: Path = RESULTS) -> None:
         at = later.start() if later else len(current)
         updated = current[:at].rstrip("\n") + "\n\n" + text + current[at:]
     results.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    """CPUs this process may use, the CPU model, and the Python that ran the benchmark."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"nproc {cpus}, {model}, Python {platform.python_version()} ({platform.machine()})"
+
+
+def commit() -> str:
+    """The product code measured: HEAD, and whether its files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "core", "functions", "function_app.py", "host.json"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{head} (with uncommitted changes to the product code)" if dirty else head
+
+
+def provenance(result: Mapping[str, Any], command: str) -> list[str]:
+    """The lines every section ends with: which code ran (HEAD at the start and, if it moved,
+    at the end), the command and how long it took, the machine, the date."""
+    moved = result["commit_after"] != result["commit"]
+    code = f"Code: commit {result['commit']}" + (
+        f" (HEAD moved to {result['commit_after']} during the run; modules load at its start)"
+        if moved
+        else ""
+    )
+    return [
+        code + ".",
+        f"Command: `{command}` (whole run {result['total_time']:.0f} s)",
+        f"Machine: {machine()}",
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+    ]
