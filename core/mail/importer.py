@@ -275,9 +275,9 @@ class MailImporter:
     async def _round(self, tenant: Tenant, config: MailImport, run: RunHandle) -> None:
         gateway = await self._graphs.gateway(tenant)
         try:
-            async for message in gateway.list_messages(config.mailbox, config.import_folder_id):
-                run.add("mails")
-                await self._mail(gateway, config, message, run)
+            # The whole listing first: Graph pages a folder by offset, so moving mails out while
+            # its pages are read would make the next page skip as many mails as were moved.
+            messages = [m async for m in gateway.list_messages(config.mailbox, config.import_folder_id)]
         except NotFound as exc:
             raise MailboxFailed(
                 f"the import folder {config.import_folder!r} (or the mailbox {config.mailbox!r}) no longer "
@@ -285,6 +285,12 @@ class MailImporter:
             ) from None
         except MAILBOX_FAILURES as exc:
             raise MailboxFailed(f"the bridge cannot read mailbox {config.mailbox!r}: {exc}") from None
+        for message in messages:
+            run.add("mails")
+            try:
+                await self._mail(gateway, config, message, run)
+            except MAILBOX_FAILURES as exc:
+                raise MailboxFailed(f"the bridge cannot change mailbox {config.mailbox!r}: {exc}") from None
 
     async def _mail(
         self, gateway: GraphGateway, config: MailImport, message: Message, run: RunHandle

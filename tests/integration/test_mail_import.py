@@ -304,3 +304,17 @@ async def test_a_crash_after_each_step_then_the_retry_delivers_each_document_onc
         ]
         assert len([s for s in mail.sent_mail(box) if s.kind == "forward"]) == 1
         assert subjects(mail, box, "Inbox/Invoices") == []
+
+
+async def test_a_folder_of_more_than_one_page_is_imported_in_one_run(
+    start_bridge: Callable[..., Any],
+) -> None:
+    """Moving mails out of the folder while its pages are read must not make the run skip any:
+    120 mails (Graph pages by 50) are all archived by one run."""
+    async with start_bridge() as bridge:
+        box, mail = await setup_import(bridge)
+        for n in range(120):
+            mail.deliver_mail(box, "Inbox/Invoices", subject=f"Note {n:03d}", body="no attachment")
+        run = await run_import(bridge)
+        assert run["counts"]["mails_archived"] == 120
+        assert subjects(mail, box, "Inbox/Invoices") == []
