@@ -76,7 +76,8 @@ async def mail_import_fanout(timer: func.TimerRequest) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=MAIL_QUEUE, connection="AzureWebJobsStorage")
 async def mail_import(msg: func.QueueMessage) -> None:
     """Run one import. A failed run fails the message, so the queue retries it (the ledger
-    makes that safe) and after maxDequeueCount parks it in `mail-import-poison`."""
+    makes that safe) and after maxDequeueCount parks it in `mail-import-poison`; a Retry-After
+    longer than the queue's retry re-queues the request with that delay instead."""
     request = ImportRequest.parse(msg.get_body().decode("utf-8", "replace"))
     app = await container()
-    await app.mail_importer().run(request)
+    await app.mail_importer().run_queued(request)

@@ -73,6 +73,7 @@ MAIL_FAILED = "mail.import_failed"
 LEASE = timedelta(minutes=30)
 URL_LIFETIME = timedelta(days=7)
 MAX_MAIL_ATTEMPTS = 5
+QUEUE_RETRY_SECONDS = 10.0  # host.json visibilityTimeout: the queue's own retry
 MAX_FOLLOW_UPS = 4  # times a request that found the import running comes back for a dead holder
 EXTRA_ROUNDS = 2
 
@@ -495,6 +496,20 @@ class MailImporter:
             log.warning("could not send the failure notification", extra={"error": describe(failed)})
 
     # --- the lease ----------------------------------------------------------------------------
+
+    async def run_queued(self, request: ImportRequest) -> None:
+        """Run a `mail-import` message. Raises when the queue should retry it; when Graph
+        throttled the mailbox for longer than the queue's own retry waits, the request is
+        re-queued to come back after Graph's Retry-After instead (the ledger makes any rerun
+        safe)."""
+        try:
+            await self.run(request)
+        except Throttled as exc:
+            wait = exc.retry_after or 0.0
+            if self._queue is None or wait <= QUEUE_RETRY_SECONDS or request.attempt + 1 >= MAX_FOLLOW_UPS:
+                raise
+            await self._queue.send(replace(request, run_id=None, attempt=request.attempt + 1), delay=wait)
+            log.info("throttled; mail import re-queued", extra={"delay_seconds": wait})
 
     async def _follow_up(self, request: ImportRequest, state: MailImportState) -> None:
         """A request that found the import running asked the holder for one more round. If

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.graph.errors import ConsentMissing, GraphUnavailable
+from core.graph.errors import ConsentMissing, GraphUnavailable, Throttled
 from core.graph.fake import InMemoryGraph, SeedAttachment
 from core.graph.model import AttachmentKind
 from core.host import InMemoryDeliveryQueue, Outbox
@@ -386,3 +386,20 @@ async def test_an_attachment_streaming_past_the_limit_is_not_staged(
     assert [e for e in await world.events() if e["type"] == "document.imported"] == []
     [failure] = [r async for r in world.tables.repo(MailLedgerEntry).list(TENANT) if r.step == "failure"]
     assert "TooLarge" in (failure.error or "")
+
+
+async def test_a_long_retry_after_re_queues_the_request_instead_of_failing_it(world: World):
+    world.mail("Invoice", pdf())
+    queue = InMemoryImportQueue()
+    importer = world.importer(queue=queue)
+    world.graph.inject(BOX, Throttled("429 MailboxConcurrency", retry_after=120.0), times=1)
+    await importer.run_queued(ImportRequest(TENANT, "invoices"))
+    [again] = queue.sent
+    assert again.attempt == 1
+    world.clock.advance(timedelta(minutes=2))
+    await importer.run_queued(again)
+    assert world.folder(world.archive.id) == ["Invoice"]
+    world.graph.inject(BOX, Throttled("429", retry_after=2.0), times=1)
+    world.mail("Another", pdf("b.pdf", b"%PDF b"))
+    with pytest.raises(Throttled):  # short waits are the queue's own retry
+        await importer.run_queued(ImportRequest(TENANT, "invoices"))
