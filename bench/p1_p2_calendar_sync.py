@@ -67,7 +67,7 @@ import aiohttp
 
 from bench.emulator_process import EmulatorProcess, Seeded
 from bench.results import RESULTS, commit, provenance, record_section
-from bench.stack import app_env, log_to
+from bench.stack import app_env, log_to, tenant_body
 from devtools.azurite import Azurite
 
 if TYPE_CHECKING:
@@ -483,18 +483,7 @@ async def onboard(host: FunctionHost, http: aiohttp.ClientSession, seeded: Seede
     system links each mailbox as a resource with its four calendars, direction down."""
     base = host.base_url + "/api/v1"
     fkey = {"x-functions-key": host.function_key}
-    tenant = {
-        "id": TENANT,
-        "displayName": "P1/P2 benchmark",
-        "graph": {
-            "tenantId": seeded.tenant_id,
-            "clientId": seeded.client_id,
-            "credentialMode": "client_secret",
-            "clientSecret": seeded.secret,
-        },
-        "host": {},  # no webhook: the host pulls the event feed
-        "defaults": {"language": "en", "timeZone": "UTC"},
-    }
+    tenant = tenant_body(seeded, TENANT, "P1/P2 benchmark", "UTC")
     created = await _api(
         http, "POST", f"{base}/operator/tenants", {**fkey, "Authorization": f"Bearer {operator_key}"}, tenant
     )

@@ -83,7 +83,7 @@ from bench.p1_p2_calendar_sync import (
     say,
 )
 from bench.results import RESULTS, commit, provenance, record_section
-from bench.stack import app_env, log_to
+from bench.stack import app_env, log_to, tenant_body
 from devtools.azurite import Azurite
 
 if TYPE_CHECKING:
@@ -386,18 +386,7 @@ async def onboard(stack: Stack, operator_key: str) -> None:
     mailbox. Sets the tenant's API key on `stack`."""
     seeded = stack.graph.seeded
     fkey = {"x-functions-key": stack.host.function_key}
-    tenant = {
-        "id": TENANT,
-        "displayName": "P5 benchmark",
-        "graph": {
-            "tenantId": seeded.tenant_id,
-            "clientId": seeded.client_id,
-            "credentialMode": "client_secret",
-            "clientSecret": seeded.secret,
-        },
-        "host": {},  # no webhook: the host pulls the event feed
-        "defaults": {"language": "en", "timeZone": ZONE},
-    }
+    tenant = tenant_body(seeded, TENANT, "P5 benchmark", ZONE)
     created = await _api(
         stack.http,
         "POST",

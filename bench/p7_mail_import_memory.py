@@ -76,7 +76,7 @@ import aiohttp
 from bench.emulator_process import EmulatorProcess
 from bench.p1_p2_calendar_sync import ROOT, _api, _verdict, say
 from bench.results import RESULTS, commit, provenance, record_section
-from bench.stack import app_env, log_to
+from bench.stack import app_env, log_to, tenant_body
 from devtools.azurite import Azurite
 
 if TYPE_CHECKING:
@@ -336,18 +336,7 @@ async def onboard(stack: Stack, operator_key: str) -> None:
     for path in (IMPORT_FOLDER, ARCHIVE_FOLDER):
         await stack.graph._call("POST", f"/users/{user}/mailFolders", {"path": path})
     fkey = {"x-functions-key": stack.host.function_key}
-    body = {
-        "id": TENANT,
-        "displayName": "P7 benchmark",
-        "graph": {
-            "tenantId": seeded.tenant_id,
-            "clientId": seeded.client_id,
-            "credentialMode": "client_secret",
-            "clientSecret": seeded.secret,
-        },
-        "host": {},  # no webhook: the host pulls the event feed
-        "defaults": {"language": "en", "timeZone": "UTC"},
-    }
+    body = tenant_body(seeded, TENANT, "P7 benchmark", "UTC")
     created = await _api(
         stack.http,
         "POST",

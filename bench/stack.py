@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from bench.emulator_process import Seeded
 from devtools.azurite import Azurite
@@ -45,3 +46,20 @@ def log_to(path: Path) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+
+
+def tenant_body(seeded: Seeded, tenant_id: str, display_name: str, time_zone: str = "UTC") -> dict[str, Any]:
+    """The operator's `POST …/operator/tenants` body for the emulator tenant: its own app
+    registration with a client secret, and no webhook (a benchmark's host pulls the feed)."""
+    return {
+        "id": tenant_id,
+        "displayName": display_name,
+        "graph": {
+            "tenantId": seeded.tenant_id,
+            "clientId": seeded.client_id,
+            "credentialMode": "client_secret",
+            "clientSecret": seeded.secret,
+        },
+        "host": {},
+        "defaults": {"language": "en", "timeZone": time_zone},
+    }
