@@ -4,6 +4,7 @@ import azure.functions as func
 
 from functions import (
     appointments,
+    booking,
     calendar,
     delivery,
     events,
@@ -26,4 +27,5 @@ app.register_functions(resources.bp)
 app.register_functions(calendar.bp)
 app.register_functions(appointments.bp)
 app.register_functions(mail.bp)
+app.register_functions(booking.bp)
 app.register_functions(runs.bp)

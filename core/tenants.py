@@ -34,6 +34,7 @@ from core.secrets import SecretStore
 from core.store import Tables
 from core.store.keys import escape_key
 from core.store.records import (
+    BookingCalendar,
     CalendarSyncState,
     EventMapEntry,
     EventTransaction,
@@ -130,6 +131,7 @@ class IssuedTenant:
 # partitioned by tenant|… belong to capabilities that clean up after themselves.)
 TENANT_PARTITIONED: tuple[type[Record], ...] = (
     ResourceLink,
+    BookingCalendar,
     CalendarSyncState,
     EventMapEntry,
     EventTransaction,

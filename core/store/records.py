@@ -560,6 +560,45 @@ class MailLedgerEntry(Record):
 # --- reservations --------------------------------------------------------------------------
 
 
+class BookingCalendar(Record):
+    """An Outlook calendar whose admin-created appointments are bookable slots (seed 004).
+
+    Keys: partition = tenant, row = the host's id for the booking calendar (point reads; a
+    tenant's list is one partition)."""
+
+    table: ClassVar[str] = "bookingcalendars"
+
+    tenant_id: str
+    booking_id: str
+    display_name: str = ""
+    owner: str  # the mailbox (UPN, lower-cased, or object id)
+    calendar: str = DEFAULT_CALENDAR  # as named in Outlook
+    calendar_id: str | None = None  # resolved when saved (None: the default calendar)
+    time_zone: str = "UTC"  # hours and days are counted in this zone
+    booked_suffix: str = " - Booked"
+    first_hour: int = 8
+    last_hour: int = 16
+    show_weekend: bool = False
+    notice_days: int = 0
+    attach_documents: bool = True
+    add_summary: bool = True
+    notify_attendees: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, booking_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(booking_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.booking_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.booking_id)[1]
+
+
 class ReservationStatus(StrEnum):
     PENDING = "pending"  # claimed; the worker has not marked the event booked yet
     BOOKED = "booked"
@@ -805,4 +844,5 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     Counter,
     Run,
     Subscription,
+    BookingCalendar,
 )

@@ -1,0 +1,1 @@
+"""Booking: reserving admin-created slots in an Outlook calendar (seed 004)."""
