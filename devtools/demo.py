@@ -588,6 +588,37 @@ async def job_mail_import(
     )
 
 
+async def job_booking_slots(
+    http: aiohttp.ClientSession, host: Any, demo: DemoTenant, tenant_key: dict[str, str]
+) -> None:
+    """An admin puts slots in a booking calendar; the form lists them with the rules applied."""
+    base = host.base_url + "/api/v1/tenants/contoso-demo"
+    owner = demo.grady.user_principal_name
+    calendar = demo.graph.calendar.create_calendar(demo.grady, "Bookable slots")
+    monday = datetime.now(UTC).date() + timedelta(days=7 - datetime.now(UTC).weekday())
+    for day, hour in ((0, 9), (0, 10), (0, 18), (5, 10)):  # Monday 9 and 10; 18:00 and Saturday filtered
+        when = monday + timedelta(days=day)
+        slot = {
+            "subject": "Rådgivning",
+            "start": {"dateTime": f"{when.isoformat()}T{hour:02d}:00:00", "timeZone": "Europe/Oslo"},
+            "end": {"dateTime": f"{when.isoformat()}T{hour:02d}:45:00", "timeZone": "Europe/Oslo"},
+        }
+        demo.graph.calendar.create_event(demo.grady, slot, calendar_id=calendar.id)
+    config = {"displayName": "Rådgivning", "owner": owner, "calendar": "Bookable slots", "noticeDays": 1}
+    async with http.put(f"{base}/booking-calendars/advice", json=config, headers=tenant_key) as resp:
+        saved = await resp.json(content_type=None)
+        status = resp.status
+    async with http.get(f"{base}/booking-calendars/advice/slots", headers=tenant_key) as resp:
+        slots = (await resp.json(content_type=None))["slots"]
+    shown = [
+        f"{s['start']['dateTime'][5:16]} {'available' if s['available'] else 'unavailable'}" for s in slots
+    ]
+    say(
+        f"✓ job booking slots: PUT …/booking-calendars/advice (HTTP {status}, suffix "
+        f"{saved['bookedSuffix']!r}); GET …/slots shows {shown} (08-16, no weekends)"
+    )
+
+
 def _async(check: Any) -> Any:
     async def run() -> bool:
         return bool(check())
@@ -654,6 +685,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_calendar_sync(http, host, demo, tenant_key, receiver)
                 await job_calendar_push(http, host, demo, tenant_key, receiver)
                 await job_mail_import(http, host, demo, tenant_key, receiver)
+                await job_booking_slots(http, host, demo, tenant_key)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

@@ -106,6 +106,12 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             output,
             re.M,
         ), output
+        assert re.search(
+            r"^✓ job booking slots: PUT …/booking-calendars/advice \(HTTP 201, suffix ' - Booket'\); "
+            r"GET …/slots shows \['\d\d-\d\dT09:00 available', '\d\d-\d\dT10:00 available'\]",
+            output,
+            re.M,
+        ), output
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:
