@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from core.errors import AlreadyExists, NotFound, StaleEtag
-from core.request_errors import EditConflict, FieldProblem, InvalidInput, ItemNotFound, PreconditionFailed
+from core.errors import NotFound, StaleEtag
+from core.request_errors import EditConflict, FieldProblem, InvalidInput, ItemNotFound
 from core.runs import Clock
 from core.store import codec
 from core.store.keys import escape_key
@@ -30,7 +30,7 @@ from core.validators import (
     valid_display_name,
     valid_resource_id,
 )
-from core.versions import check_preconditions
+from core.versions import check_preconditions, create_or_replace
 
 log = logging.getLogger(__name__)
 
@@ -168,17 +168,9 @@ class LinkService:
         wanted = plan_link(self.tenant_id, resource_id, body, self.clock())
         current = await self.links.get(wanted.partition_key, wanted.row_key)
         check_preconditions(current, if_match, if_none_match)
-        try:
-            if current is None:
-                saved = await self.links.insert(wanted)
-            else:
-                saved = await self.links.save(wanted.model_copy(update={"etag": current.etag}))
-        except (AlreadyExists, StaleEtag, NotFound):
-            if if_match or if_none_match:
-                raise PreconditionFailed(
-                    "The resource changed since you read it; re-read it and retry."
-                ) from None
-            raise EditConflict("The resource changed while this request was applied; retry.") from None
+        saved = await create_or_replace(
+            self.links, current, wanted, conditional=bool(if_match or if_none_match), what="The resource"
+        )
         log.info(
             "resource linked",
             extra={

@@ -8,9 +8,11 @@ for optimistic concurrency without learning anything about the store.
 from __future__ import annotations
 
 import hashlib
+from typing import TypeVar
 
-from core.request_errors import PreconditionFailed
-from core.store.repository import Record
+from core.errors import AlreadyExists, NotFound, StaleEtag
+from core.request_errors import EditConflict, PreconditionFailed
+from core.store.repository import Record, Repository
 
 
 def public_etag(record: Record) -> str | None:
@@ -38,3 +40,22 @@ def check_preconditions(
             )
     if if_none_match and if_none_match.strip() == "*" and current is not None:
         raise PreconditionFailed("The item exists already (If-None-Match: *).")
+
+
+R = TypeVar("R", bound=Record)
+
+
+async def create_or_replace(
+    repo: Repository[R], current: R | None, wanted: R, *, conditional: bool, what: str
+) -> R:
+    """Write `wanted` as a PUT does: insert when nothing was there, else replace what was read
+    (with its ETag). Losing a race is a 412 when the caller sent a precondition (its version is
+    gone), else a 409 to retry. `what` names the item in the message ("The import")."""
+    try:
+        if current is None:
+            return await repo.insert(wanted)
+        return await repo.save(wanted.model_copy(update={"etag": current.etag}))
+    except (AlreadyExists, StaleEtag, NotFound):
+        if conditional:
+            raise PreconditionFailed(f"{what} changed since you read it; re-read it and retry.") from None
+        raise EditConflict(f"{what} changed while this request was applied; retry.") from None

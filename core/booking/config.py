@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, model_validator
 
 from core.calendar.sync import CalendarNotFound, find_calendar_id
-from core.errors import AlreadyExists, NotFound, StaleEtag
+from core.errors import NotFound, StaleEtag
 from core.graph.errors import ConsentMissing, GraphUnavailable, Throttled, TokenUnavailable
 from core.graph.errors import NotFound as GraphNotFound
 from core.graph_access import GraphProvider
@@ -25,7 +25,6 @@ from core.request_errors import (
     EditConflict,
     InvalidInput,
     ItemNotFound,
-    PreconditionFailed,
     UpstreamUnavailable,
 )
 from core.runs import Clock
@@ -33,7 +32,7 @@ from core.store import Tables
 from core.store.keys import escape_key
 from core.store.records import DEFAULT_CALENDAR, BookingCalendar, Tenant
 from core.validators import Account, ApiModel, TimeZoneName, parse, plain_text, valid_host_id
-from core.versions import check_preconditions
+from core.versions import check_preconditions, create_or_replace
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +138,13 @@ class BookingCalendarService:
             created_at=current.created_at if current else now,
             updated_at=now,
         )
-        try:
-            if current is None:
-                saved = await self._configs.insert(wanted)
-            else:
-                saved = await self._configs.save(wanted.model_copy(update={"etag": current.etag}))
-        except (AlreadyExists, StaleEtag, NotFound):
-            if if_match or if_none_match:
-                raise PreconditionFailed(
-                    "The booking calendar changed since you read it; re-read it and retry."
-                ) from None
-            raise EditConflict(
-                "The booking calendar changed while this request was applied; retry."
-            ) from None
+        saved = await create_or_replace(
+            self._configs,
+            current,
+            wanted,
+            conditional=bool(if_match or if_none_match),
+            what="The booking calendar",
+        )
         log.info(
             "booking calendar saved",
             extra={"booking_id": booking_id, "new_booking_calendar": current is None},

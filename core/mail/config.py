@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from core.errors import AlreadyExists, NotFound, StaleEtag
+from core.errors import NotFound, StaleEtag
 from core.graph.errors import ConsentMissing, GraphUnavailable, Throttled, TokenUnavailable
 from core.graph.errors import NotFound as GraphNotFound
 from core.graph_access import GraphProvider
@@ -26,7 +26,6 @@ from core.request_errors import (
     FieldProblem,
     InvalidInput,
     ItemNotFound,
-    PreconditionFailed,
     UpstreamUnavailable,
 )
 from core.runs import Clock
@@ -34,7 +33,7 @@ from core.store import Tables
 from core.store.keys import escape_key
 from core.store.records import MailImport, MailImportState, Tenant
 from core.validators import Account, ApiModel, parse, plain_text, valid_host_id
-from core.versions import check_preconditions
+from core.versions import check_preconditions, create_or_replace
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +156,9 @@ class MailImportService:
             created_at=current.created_at if current else now,
             updated_at=now,
         )
-        try:
-            if current is None:
-                saved = await self._configs.insert(wanted)
-            else:
-                saved = await self._configs.save(wanted.model_copy(update={"etag": current.etag}))
-        except (AlreadyExists, StaleEtag, NotFound):
-            if if_match or if_none_match:
-                raise PreconditionFailed(
-                    "The import changed since you read it; re-read it and retry."
-                ) from None
-            raise EditConflict("The import changed while this request was applied; retry.") from None
+        saved = await create_or_replace(
+            self._configs, current, wanted, conditional=bool(if_match or if_none_match), what="The import"
+        )
         log.info("mail import saved", extra={"import_id": import_id, "new_import": current is None})
         return saved, current is None
 
