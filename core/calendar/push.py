@@ -440,7 +440,7 @@ class AppointmentPush:
                     if outcome.result is not Result.SKIPPED
                     else f"skipped_{outcome.reason}"
                 )
-                await self._tell(tenant, outcome)
+                await self._tell(outcome)
                 again = await self._release(outcome.row, owner)
                 if again is None:
                     return outcome
@@ -810,45 +810,29 @@ class AppointmentPush:
                 updates |= {"transaction_id": tx, "origin": Origin.BRIDGE}
             return base.model_copy(update=updates)
 
-        await write_entry(self._map, key, await self._map.get(*key), build)
+        # a created event has no entry yet (write_entry inserts, and re-reads only if the down
+        # sync got there first); an updated one has: read it for its ETag
+        read = None if tx is not None else await self._map.get(*key)
+        await write_entry(self._map, key, read, build)
 
     # --- telling the host -----------------------------------------------------------------
 
-    async def _tell(self, tenant: Tenant, outcome: Outcome) -> None:
+    async def _tell(self, outcome: Outcome) -> None:
         row = outcome.row
-        data: dict[str, Any] = {
-            "resourceId": row.resource_id,
-            "hostAppointmentId": row.host_appointment_id,
-            "version": row.applied_version,
-            "op": row.op.value,
-            "result": outcome.result.value,
-            "account": row.account,
-            "calendar": row.calendar,
-            "eventId": row.event_id,
-            "trackingId": row.tracking_id,
-        }
+        extra: dict[str, Any] = {"account": row.account, "calendar": row.calendar, "eventId": row.event_id}
         if outcome.reason:
-            data["reason"] = outcome.reason
+            extra["reason"] = outcome.reason
         if outcome.conflict:
-            data["conflict"] = outcome.conflict
+            extra["conflict"] = outcome.conflict
+        assert row.applied_version is not None  # an outcome settles its version
         await self._outbox.emit_many(
-            row.tenant_id, [Emission(PUSHED, data, _host_event_id(row, outcome.result.value))]
+            row.tenant_id, [_pushed(row, outcome.result, row.applied_version, extra)]
         )
 
     async def _tell_failed(self, row: HostAppointment, exc: Exception) -> None:
-        data = {
-            "resourceId": row.resource_id,
-            "hostAppointmentId": row.host_appointment_id,
-            "version": row.version,
-            "op": row.op.value,
-            "result": Result.FAILED.value,
-            "reason": describe(exc),
-            "trackingId": row.tracking_id,
-        }
         try:
-            await self._outbox.emit_many(
-                row.tenant_id, [Emission(PUSHED, data, _host_event_id(row, "failed"))]
-            )
+            emission = _pushed(row, Result.FAILED, row.version, {"reason": describe(exc)})
+            await self._outbox.emit_many(row.tenant_id, [emission])
         except Exception:
             log.exception("could not tell the host about a failed push")
 
@@ -912,6 +896,21 @@ def _settle(
     if clear_tx:
         updates["creating_transaction_id"] = None
     return row.model_copy(update=updates)
+
+
+def _pushed(row: HostAppointment, result: Result, version: int, extra: dict[str, Any]) -> Emission:
+    """The `appointment.pushed` event of one result for one version; its id derives from both,
+    so a retry emits it once."""
+    data: dict[str, Any] = {
+        "resourceId": row.resource_id,
+        "hostAppointmentId": row.host_appointment_id,
+        "version": version,
+        "op": row.op.value,
+        "result": result.value,
+        **extra,
+        "trackingId": row.tracking_id,
+    }
+    return Emission(PUSHED, data, _host_event_id(row, result.value))
 
 
 def _host_event_id(row: HostAppointment, result: str) -> str:
