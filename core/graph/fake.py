@@ -11,8 +11,10 @@ mailbox, `calendarView/delta` rounds (full first round, then only changes, `Remo
 deletions and events that left the window, links that can be expired → SyncStateExpired,
 paging by `page_size`), occurrences and exceptions of daily series (masters are never listed),
 getSchedule's availabilityView, folders with well-known names, attachments streamed in
-chunks, and at most 4 operations in flight per mailbox (with optional latency, so tests can
-see the limit hold). `inject` makes the next operations on a mailbox fail with a named error.
+chunks, event attachments (a new change key on each add and delete; files over 3 MB counted as
+upload sessions, over 150 MB refused), and at most 4 operations in flight per mailbox (with
+optional latency, so tests can see the limit hold). `inject` makes the next operations on a
+mailbox fail with a named error.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -30,6 +32,7 @@ from typing import TypeVar
 from core.graph.errors import BadRequest, Conflict, GraphError, NotFound, SyncStateExpired
 from core.graph.limits import MailboxLimiter
 from core.graph.model import (
+    SMALL_ATTACHMENT_LIMIT,
     Attachment,
     AttachmentKind,
     Calendar,
@@ -47,6 +50,7 @@ from core.graph.model import (
     ShowAs,
     User,
     check_addresses,
+    check_attachment,
     check_schedule_request,
     check_window,
 )
@@ -113,6 +117,7 @@ class _Mailbox:
     well_known: dict[str, str] = field(default_factory=dict)  # well-known name -> folder id
     messages: dict[str, Message] = field(default_factory=dict)
     attachments: dict[str, list[tuple[Attachment, bytes]]] = field(default_factory=dict)
+    event_attachments: dict[str, list[tuple[Attachment, bytes]]] = field(default_factory=dict)
     sent: list[SentMail] = field(default_factory=list)
 
 
@@ -138,6 +143,8 @@ class InMemoryGraph:
         self._peak: dict[str, int] = defaultdict(int)
         self._faults: dict[str, deque[GraphError]] = defaultdict(deque)
         self.calls: list[tuple[str, str]] = []  # (operation, mailbox), for tests that count
+        # (mailbox key, "post" | "upload_session"): how each event attachment was added.
+        self.attachment_uploads: Counter[tuple[str, str]] = Counter()
 
     # === the world: seeding and acting as a person in Outlook ==============================
 
@@ -201,6 +208,7 @@ class InMemoryGraph:
         box = self._box(mailbox)
         _, event = self._event(box, event_id, "outlook_delete_event", mailbox)
         del box.events[event_id]
+        box.event_attachments.pop(event_id, None)
         if event.type is EventType.SERIES_MASTER:
             for other_id in [i for i, (_, e) in box.events.items() if e.series_master_id == event_id]:
                 del box.events[other_id]
@@ -277,6 +285,18 @@ class InMemoryGraph:
     def messages_in(self, mailbox: str, folder_id: str) -> list[Message]:
         return [m for m in self._box(mailbox).messages.values() if m.parent_folder_id == folder_id]
 
+    def event_attachment_content(self, mailbox: str, event_id: str, attachment_id: str) -> bytes:
+        """The stored bytes of an event's attachment (what Exchange holds)."""
+        box = self._box(mailbox)
+        found = next((c for a, c in box.event_attachments.get(event_id, []) if a.id == attachment_id), None)
+        if found is None:
+            raise _not_found("event_attachment_content", mailbox)
+        return found
+
+    def upload_sessions(self, mailbox: str) -> int:
+        """How many event attachments of the mailbox went through an upload session."""
+        return self.attachment_uploads[(self._key(mailbox), "upload_session")]
+
     def peak_concurrency(self, mailbox: str) -> int:
         return self._peak.get(self._key(mailbox), 0)
 
@@ -342,9 +362,12 @@ class InMemoryGraph:
         async with self._op("calendar_view", mailbox) as box:
             return list(self._in_window(box, self._calendar_id(box, calendar_id), start, end).values())
 
-    async def get_event(self, mailbox: str, event_id: str) -> Event:
+    async def get_event(self, mailbox: str, event_id: str, *, calendar_id: str | None = None) -> Event:
         async with self._op("get_event", mailbox) as box:
-            return self._event(box, event_id, "get_event", mailbox)[1]
+            calendar, event = self._event(box, event_id, "get_event", mailbox)
+            if calendar_id is not None and calendar != self._calendar_id(box, calendar_id):
+                raise _not_found("get_event", mailbox)
+            return event
 
     async def create_event(
         self, mailbox: str, calendar_id: str | None, draft: EventDraft, transaction_id: str
@@ -380,6 +403,51 @@ class InMemoryGraph:
         async with self._op("delete_event", mailbox) as box:
             self._event(box, event_id, "delete_event", mailbox)
             del box.events[event_id]
+            box.event_attachments.pop(event_id, None)
+
+    async def list_event_attachments(self, mailbox: str, event_id: str) -> list[Attachment]:
+        _check_id(event_id)
+        async with self._op("list_event_attachments", mailbox) as box:
+            self._event(box, event_id, "list_event_attachments", mailbox)
+            return [a for a, _ in box.event_attachments.get(event_id, [])]
+
+    async def add_event_attachment(
+        self, mailbox: str, event_id: str, *, name: str, content_type: str, content: bytes
+    ) -> Attachment:
+        _check_id(event_id)
+        check_attachment(name, content_type, content)
+        # Like the gateway: one POST up to 3 MB, else an upload session (counted, so a test can
+        # see which path a file took).
+        path = "post" if len(content) <= SMALL_ATTACHMENT_LIMIT else "upload_session"
+        async with self._op("add_event_attachment", mailbox) as box:
+            calendar, event = self._event(box, event_id, "add_event_attachment", mailbox)
+            if event.type in (EventType.OCCURRENCE, EventType.EXCEPTION):
+                # As the emulator: attachments belong to single events and series masters.
+                raise BadRequest(
+                    f"add_event_attachment for mailbox {mailbox!r}: attachments can be added to single "
+                    "events and series masters only (HTTP 400)",
+                    operation="add_event_attachment",
+                    mailbox=mailbox,
+                    status=400,
+                )
+            attachment = Attachment(
+                self._new_id("att"), name, content_type, len(content), False, AttachmentKind.FILE
+            )
+            box.event_attachments.setdefault(event_id, []).append((attachment, bytes(content)))
+            self.attachment_uploads[(self._key(mailbox), path)] += 1
+            self._store_event(box, calendar, replace(event, has_attachments=True))  # a new change key
+            return attachment
+
+    async def delete_event_attachment(self, mailbox: str, event_id: str, attachment_id: str) -> None:
+        _check_id(event_id)
+        _check_id(attachment_id)
+        async with self._op("delete_event_attachment", mailbox) as box:
+            calendar, event = self._event(box, event_id, "delete_event_attachment", mailbox)
+            kept = [(a, c) for a, c in box.event_attachments.get(event_id, []) if a.id != attachment_id]
+            if len(kept) == len(box.event_attachments.get(event_id, [])):
+                raise _not_found("delete_event_attachment", mailbox)
+            box.event_attachments[event_id] = kept
+            self._store_event(box, calendar, replace(event, has_attachments=bool(kept)))
 
     async def get_schedule(
         self,
@@ -801,6 +869,12 @@ def _bare_key(if_match: str) -> str:
     # begin with "W/": base64)
     value = if_match[2:] if if_match.startswith('W/"') else if_match
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+def _check_id(value: str) -> None:
+    # The gateway cannot put an empty id into a request path; neither does the fake.
+    if not value:
+        raise BadRequest("an id or mailbox in the request path is empty")
 
 
 def _check_page_size(value: int) -> None:

@@ -9,6 +9,7 @@ slot, retries, named errors — is the sender's, so it is the same for every ope
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -16,9 +17,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, urlencode
 
-from core.graph.errors import BadRequest, MalformedResponse, NotFound, SyncStateExpired
+from core.graph.errors import BadRequest, GraphError, MalformedResponse, NotFound, SyncStateExpired
 from core.graph.limits import MailboxLimiter
 from core.graph.model import (
+    SMALL_ATTACHMENT_LIMIT,
     Attachment,
     Calendar,
     DeltaPage,
@@ -31,10 +33,12 @@ from core.graph.model import (
     Schedule,
     User,
     check_addresses,
+    check_attachment,
     check_schedule_request,
     check_window,
 )
 from core.graph.parse import (
+    attachment_id_from_location,
     load,
     parse_attachment,
     parse_calendar,
@@ -44,7 +48,9 @@ from core.graph.parse import (
     parse_folder,
     parse_message,
     parse_message_delta_page,
+    parse_next_expected_start,
     parse_schedule,
+    parse_upload_url,
     parse_user,
 )
 from core.graph.port import DEFAULT_CHUNK_SIZE, DEFAULT_DELTA_PAGE_SIZE, DEFAULT_MESSAGE_PAGE_SIZE
@@ -86,6 +92,9 @@ _MESSAGE_FIELDS = (
 # Never `contentBytes`: a 150 MB attachment would arrive base64 inside the JSON.
 _ATTACHMENT_FIELDS = "id,name,contentType,size,isInline"
 _FOLDER_FIELDS = "id,displayName,parentFolderId"
+# Upload-session ranges: a multiple of 320 KiB (the granularity Microsoft's upload sessions are
+# documented with) under the 4 MB Graph advises per PUT for Outlook items: 3.75 MiB.
+UPLOAD_CHUNK_SIZE = 12 * 320 * 1024
 # Well-known folder names work in every mailbox language ("Inbox" is "Innboks" in Norwegian).
 _WELL_KNOWN_FOLDERS = {
     name.casefold().replace(" ", ""): wk
@@ -285,11 +294,12 @@ class GraphApiGateway:
         )
         return [event async for event in self._collection(call, parse_event)]
 
-    async def get_event(self, mailbox: str, event_id: str) -> Event:
+    async def get_event(self, mailbox: str, event_id: str, *, calendar_id: str | None = None) -> Event:
+        base = ("users", _seg(mailbox)) if calendar_id is None else self._calendar_base(mailbox, calendar_id)
         call = Call(
             "get_event",
             mailbox,
-            path=_path("users", _seg(mailbox), "events", _seg(event_id)),
+            path=_path(*base, "events", _seg(event_id)),
             prefer=(UTC_TIMES,),
             permission=CALENDARS_READ,
         )
@@ -333,6 +343,154 @@ class GraphApiGateway:
             mailbox,
             method="DELETE",
             path=_path("users", _seg(mailbox), "events", _seg(event_id)),
+            permission=CALENDARS_WRITE,
+        )
+        await self._send(call)
+
+    # --- event attachments ---------------------------------------------------------------
+
+    def _event_attachments(self, mailbox: str, event_id: str, *rest: str) -> tuple[str, ...]:
+        return ("users", _seg(mailbox), "events", _seg(event_id), "attachments", *rest)
+
+    async def list_event_attachments(self, mailbox: str, event_id: str) -> list[Attachment]:
+        call = Call(
+            "list_event_attachments",
+            mailbox,
+            path=_path(*self._event_attachments(mailbox, event_id), query={"$select": _ATTACHMENT_FIELDS}),
+            permission=CALENDARS_READ,
+        )
+        return [attachment async for attachment in self._collection(call, parse_attachment)]
+
+    async def add_event_attachment(
+        self, mailbox: str, event_id: str, *, name: str, content_type: str, content: bytes
+    ) -> Attachment:
+        check_attachment(name, content_type, content)
+        base = self._event_attachments(mailbox, event_id)
+        if len(content) <= SMALL_ATTACHMENT_LIMIT:
+            call = Call(
+                "add_event_attachment",
+                mailbox,
+                method="POST",
+                path=_path(*base),
+                body=dumps(
+                    {
+                        "@odata.type": "#microsoft.graph.fileAttachment",
+                        "name": name,
+                        "contentType": content_type,
+                        "contentBytes": base64.b64encode(content).decode("ascii"),
+                    }
+                ),
+                permission=CALENDARS_WRITE,
+                idempotent=False,  # a repeated POST is a second attachment
+            )
+            return await self._object(call, parse_attachment)
+        return await self._upload_event_attachment(mailbox, event_id, name, content_type, content)
+
+    async def _upload_event_attachment(
+        self, mailbox: str, event_id: str, name: str, content_type: str, content: bytes
+    ) -> Attachment:
+        """The upload-session path of `add_event_attachment` ("Attach large files to Outlook
+        messages or events"): create the session, PUT the bytes in order, then find the new
+        attachment. A failure after the session exists cancels it, so a half-sent file can never
+        complete later: the attachment exists only if the final range landed."""
+        operation = "add_event_attachment"
+        size = len(content)
+        session = Call(
+            operation,
+            mailbox,
+            method="POST",
+            path=_path(*self._event_attachments(mailbox, event_id, "createUploadSession")),
+            body=dumps(
+                {
+                    "AttachmentItem": {
+                        "attachmentType": "file",
+                        "name": name,
+                        "size": size,
+                        "contentType": content_type,
+                    }
+                }
+            ),
+            permission=CALENDARS_WRITE,
+            # Creating a session changes nothing on the event; an unused one expires.
+            idempotent=True,
+        )
+        reply = await self._send(session)
+        upload = Call(
+            operation,
+            mailbox,
+            method="PUT",
+            url=self._parse(session, parse_upload_url, reply.content),
+            permission=CALENDARS_WRITE,
+            idempotent=False,  # see GraphSender.upload_chunk for what is retried
+        )
+        failure: GraphError | None = None
+        location: str | None = None
+        try:
+            location = await self._put_ranges(upload, content)
+        except GraphError as exc:
+            failure = exc
+        if failure is not None:
+            await self._sender.cancel_upload(upload)
+            raise failure
+        return await self._uploaded(mailbox, event_id, name, size, location)
+
+    async def _put_ranges(self, upload: Call, content: bytes) -> str | None:
+        """PUT `content` range by range, where the server says the next one begins; the final
+        PUT's Location header."""
+        size = len(content)
+        start = 0
+        view = memoryview(content)
+        while True:
+            chunk = bytes(view[start : start + UPLOAD_CHUNK_SIZE])
+            reply = await self._sender.upload_chunk(upload, chunk, start, size)
+            if reply.status == 201:
+                return reply.headers.get("location")
+            sent_to = start + len(chunk)
+            expected = self._parse(upload, parse_next_expected_start, reply.content)
+            if expected is None:
+                expected = sent_to
+            # Progress, within the file: a server that asks for a range before this one or past
+            # the end would loop forever or corrupt the file.
+            if not start < expected <= sent_to or expected >= size:
+                raise MalformedResponse(
+                    f"{upload.operation} for mailbox {upload.mailbox!r}: the upload session asked for "
+                    f"byte {expected} after bytes {start}-{sent_to - 1} of {size}",
+                    operation=upload.operation,
+                    mailbox=upload.mailbox,
+                )
+            start = expected
+
+    async def _uploaded(
+        self, mailbox: str, event_id: str, name: str, size: int, location: str | None
+    ) -> Attachment:
+        """The attachment an upload session just created. The final PUT answers 201 with an
+        empty body and a Location naming the attachment, .../Attachments('<id>'): the emulator's
+        ids there are the ones Graph lists, but real Graph's Location is on the Outlook REST host
+        and may carry the REST form of the id rather than the immutable one the gateway asks for.
+        So the attachments are listed (also for their content type as Graph stored it) and the
+        new one is the one with the Location's id, else the one with this name and size (the
+        last listed if several: they hold the same file as far as a caller can tell)."""
+        wanted = attachment_id_from_location(location)
+        listed = await self.list_event_attachments(mailbox, event_id)
+        by_id = next((a for a in listed if wanted is not None and a.id == wanted), None)
+        if by_id is not None:
+            return by_id
+        same = [a for a in listed if a.name == name and a.size == size]
+        if same:
+            return same[-1]
+        raise MalformedResponse(
+            f"add_event_attachment for mailbox {mailbox!r}: the upload session completed, but the "
+            "attachment is not listed on the event",
+            operation="add_event_attachment",
+            mailbox=mailbox,
+        )
+
+    async def delete_event_attachment(self, mailbox: str, event_id: str, attachment_id: str) -> None:
+        call = Call(
+            "delete_event_attachment",
+            mailbox,
+            method="DELETE",
+            path=_path(*self._event_attachments(mailbox, event_id, _seg(attachment_id))),
             permission=CALENDARS_WRITE,
         )
         await self._send(call)

@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 # Attachments above this go through an upload session (Graph's documented limit for a POST).
 SMALL_ATTACHMENT_LIMIT = 3 * 1024 * 1024
+# The largest file an upload session takes (Graph's documented limit for Outlook items).
+LARGE_ATTACHMENT_LIMIT = 150 * 1024 * 1024
 MAX_SCHEDULES_PER_CALL = 20
 MAX_SCHEDULE_DAYS = 62
 
@@ -326,6 +328,18 @@ def check_addresses(addresses: tuple[str, ...]) -> tuple[str, ...]:
     for address in addresses:
         _check_address(address)
     return addresses
+
+
+def check_attachment(name: str, content_type: str, content: bytes) -> None:
+    """A file attachment Graph can take, checked before any I/O; else BadRequest."""
+    if not name.strip():
+        raise BadRequest("an attachment needs a file name")
+    if len(name) > 255:
+        raise BadRequest("an attachment's file name is at most 255 characters")
+    if "/" not in content_type or any(c.isspace() and c != " " for c in content_type):
+        raise BadRequest("an attachment's content type is a MIME type such as application/pdf")
+    if len(content) > LARGE_ATTACHMENT_LIMIT:
+        raise BadRequest("an attachment is at most 150 MB (Graph's limit for Outlook items)")
 
 
 def check_schedule_request(

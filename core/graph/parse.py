@@ -13,9 +13,11 @@ busy, not free), an unknown `sensitivity` is `private` (mask rather than leak).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from pydantic_core import from_json
 
@@ -407,3 +409,53 @@ def parse_collection(
         except MalformedItem as exc:
             rejected.append(exc)
     return items, _link(doc, "@odata.nextLink"), rejected
+
+
+# --- upload sessions (large attachments) ---------------------------------------------------
+
+# The attachment's key at the end of the final PUT's Location header, an OData key literal:
+# .../Events('AAMk...')/Attachments('AAMk...='), a quote inside doubled.
+_LOCATION_ATTACHMENT = re.compile(r"/Attachments\('((?:[^']|'')+)'\)/?$", re.IGNORECASE)
+
+
+def _key_insensitive(doc: dict[str, Any], key: str) -> Any:
+    # The upload host speaks the Outlook v2.0 REST API, whose casing differs from Graph's
+    # (Microsoft's own example answers "ExpirationDateTime" next to "nextExpectedRanges").
+    if key in doc:
+        return doc[key]
+    wanted = key.casefold()
+    return next((v for k, v in doc.items() if k.casefold() == wanted), None)
+
+
+def parse_upload_url(payload: bytes | str) -> str:
+    """The `uploadUrl` of a createUploadSession answer."""
+    url = _key_insensitive(load(payload), "uploadUrl")
+    if type(url) is not str or not url:
+        raise MalformedResponse("the upload session has no uploadUrl")
+    return url
+
+
+def parse_next_expected_start(payload: bytes | str) -> int | None:
+    """Where the server wants the next byte range of an upload session to begin: the start of
+    the first of `nextExpectedRanges` ("2097152" for Outlook items; "2097152-" or
+    "2097152-4194303" elsewhere). None when the answer names none (an empty body included)."""
+    if not payload or not payload.strip():
+        return None
+    ranges = _key_insensitive(load(payload), "nextExpectedRanges")
+    if ranges is None or ranges == []:
+        return None
+    first = ranges[0] if type(ranges) is list else None
+    start = first.split("-", 1)[0].strip() if type(first) is str else ""
+    if not start.isdigit():
+        raise MalformedResponse("nextExpectedRanges is not a list of byte ranges")
+    return int(start)
+
+
+def attachment_id_from_location(location: str | None) -> str | None:
+    """The attachment id named by the Location header of an upload session's final PUT, or
+    None if the header is absent or not of that shape."""
+    match = _LOCATION_ATTACHMENT.search((location or "").strip())
+    if match is None:
+        return None
+    # Graph ids are base64 and never hold '%': any percent sign is URL encoding.
+    return unquote(match.group(1).replace("''", "'"))

@@ -81,7 +81,9 @@ class GraphGateway(Protocol):
         """Every event instance in [start, end), all pages read."""
         ...
 
-    async def get_event(self, mailbox: str, event_id: str) -> Event: ...
+    async def get_event(self, mailbox: str, event_id: str, *, calendar_id: str | None = None) -> Event:
+        """The event; with `calendar_id`, only if it is in that calendar (NotFound otherwise)."""
+        ...
 
     async def create_event(
         self, mailbox: str, calendar_id: str | None, draft: EventDraft, transaction_id: str
@@ -99,6 +101,31 @@ class GraphGateway(Protocol):
 
     async def delete_event(self, mailbox: str, event_id: str) -> None:
         """Delete the event (NotFound if it is already gone)."""
+        ...
+
+    # --- event attachments ---------------------------------------------------------------
+
+    async def list_event_attachments(self, mailbox: str, event_id: str) -> list[Attachment]:
+        """The event's attachments, metadata only (never their content). NotFound if the
+        event is gone."""
+        ...
+
+    async def add_event_attachment(
+        self, mailbox: str, event_id: str, *, name: str, content_type: str, content: bytes
+    ) -> Attachment:
+        """Attach a file to a single event or series master and return the new attachment
+        (its id, name, size and content type); the event's change key changes.
+
+        Up to `SMALL_ATTACHMENT_LIMIT` (3 MB) one POST; above it, up to
+        `LARGE_ATTACHMENT_LIMIT` (150 MB), an upload session. BadRequest before any I/O for an
+        empty name, a content type that is no MIME type, or more than 150 MB. Not idempotent:
+        a 5xx or timeout is not retried (`GraphUnavailable`) and may or may not have attached
+        the file — list the attachments to decide. NotFound if the event is gone."""
+        ...
+
+    async def delete_event_attachment(self, mailbox: str, event_id: str, attachment_id: str) -> None:
+        """Remove the attachment (the event's change key changes). NotFound if the attachment
+        or the event is gone."""
         ...
 
     async def get_schedule(

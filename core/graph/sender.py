@@ -21,23 +21,30 @@ is built without, see `client.py`):
    PATCH, DELETE, `move` with immutable ids, event creation with its transactionId) retry
    them. `sendMail` and `forward` raise `GraphUnavailable` and leave the decision to the
    mail ledger.
+
+Upload-session ranges (`upload_chunk`) are the one kind of request that does not go through the
+adapter: they go to the pre-authenticated uploadUrl on another host, through the same httpx
+client but without the auth provider, so they carry no Authorization header.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit
 
 import httpx
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from kiota_abstractions.method import Method
 from kiota_abstractions.native_response_handler import NativeResponseHandler
 from kiota_abstractions.request_information import RequestInformation
-from kiota_http.middleware.options import ResponseHandlerOption
+from kiota_http.middleware import REQUEST_OPTIONS_KEY
+from kiota_http.middleware.options import RedirectHandlerOption, ResponseHandlerOption
 
 from core.graph.errors import (
     BadRequest,
@@ -52,6 +59,7 @@ from core.graph.errors import (
     safe_code,
 )
 from core.graph.limits import MailboxLimiter
+from core.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from kiota_abstractions.request_adapter import RequestAdapter
@@ -60,6 +68,13 @@ IMMUTABLE_IDS = 'IdType="ImmutableId"'
 UTC_TIMES = 'outlook.timezone="UTC"'
 # Statuses that mean "not executed, or failed on Graph's side": worth another attempt.
 _TRANSIENT = frozenset({502, 503, 504})
+# Transport failures that happen before a request's bytes leave: safe to repeat any request.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Upload PUTs are not followed through redirects (kiota's RedirectHandler is in the client's
+# middleware): the bytes go to the uploadUrl Graph named, or nowhere.
+_NO_REDIRECTS = {
+    REQUEST_OPTIONS_KEY: {RedirectHandlerOption.get_key(): RedirectHandlerOption(should_redirect=False)}
+}
 
 
 @dataclass(frozen=True)
@@ -257,6 +272,77 @@ class GraphSender:
                 raise failure.error
             await self._sleep(delay)
             waited += delay
+
+    # --- upload sessions -----------------------------------------------------------------
+
+    async def upload_chunk(self, call: Call, content: bytes, start: int, total: int) -> Reply:
+        """PUT bytes [start, start+len(content)) of a `total`-byte file to the upload session at
+        `call.url` (the pre-authenticated uploadUrl Graph returned). Goes through the plain httpx
+        client, so no Authorization header is sent; holds the mailbox slot while on the wire;
+        failures are the same named errors as `send`'s.
+
+        What is retried: the upload session only takes ranges in order, so the same range may
+        be sent again only while the server still expects it. That is known after a 429 (Graph
+        did not process the request) and after a connection that never opened (nothing was
+        sent); both are retried within the policy. A 5xx, a timeout or a dropped connection
+        after the bytes left may or may not have landed — the range is not sent again, the
+        caller gets `GraphUnavailable` (and should cancel the session)."""
+        url = self._check_upload_url(call)
+        end = start + len(content) - 1
+        headers = {
+            "Content-Range": f"bytes {start}-{end}/{total}",
+            "Content-Type": "application/octet-stream",
+        }
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            failure: _Failure | None = None
+            response: httpx.Response | None = None
+            async with self._limiter.slot(call.mailbox):
+                try:
+                    response = await self._http.put(
+                        url, content=content, headers=headers, extensions=_NO_REDIRECTS
+                    )
+                except Exception as exc:
+                    failure = _classify(exc, call)
+                    if isinstance(exc, _NOT_SENT):
+                        failure.retryable = True
+            if response is not None:
+                if response.is_success:
+                    return Reply(response.status_code, response.headers, response.content)
+                failure = _failure_for(response.status_code, response.headers, response.content, call)
+            assert failure is not None
+            delay = self._delay(failure, attempt, waited)
+            if delay is None:
+                raise failure.error
+            await self._sleep(delay)
+            waited += delay
+
+    async def cancel_upload(self, call: Call) -> None:
+        """DELETE the upload session at `call.url` (no Authorization header), so a session
+        that failed half-way can never complete later. Best effort: one attempt, any failure is
+        ignored (an unfinished session expires on its own)."""
+        with contextlib.suppress(Exception):  # best effort: the session expires by itself
+            url = self._check_upload_url(call)
+            async with self._limiter.slot(call.mailbox):
+                await self._http.delete(url, extensions=_NO_REDIRECTS)
+
+    def _check_upload_url(self, call: Call) -> str:
+        # The uploadUrl is on another host than Graph (outlook.office.com), so it is not held to
+        # the base URL like a next link; but the file's bytes go there, so it must be https (or
+        # plain http on loopback, for local tests) — never wherever a malformed answer points.
+        parts = urlsplit(call.url or "")
+        host = parts.hostname or ""
+        secure = parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
+        if not secure or not host or parts.username or parts.password:
+            raise MalformedResponse(
+                f"{call.operation}: Graph returned an upload URL that is not https",
+                operation=call.operation,
+                mailbox=call.mailbox,
+            )
+        assert call.url is not None
+        return call.url
 
     def _delay(self, failure: _Failure, attempt: int, waited: float) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""

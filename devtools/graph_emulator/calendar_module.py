@@ -20,7 +20,11 @@ from typing import Any
 from aiohttp import web
 
 from devtools.graph_emulator import calendar_view, schedule
-from devtools.graph_emulator.calendar_ops import MAX_POST_ATTACHMENT_BYTES, Calendars
+from devtools.graph_emulator.calendar_ops import (
+    MAX_POST_ATTACHMENT_BYTES,
+    MIN_UPLOAD_SESSION_BYTES,
+    Calendars,
+)
 from devtools.graph_emulator.calendar_store import (
     Instance,
     attachment_json,
@@ -299,6 +303,15 @@ class CalendarModule(ModuleBase):
         calendar_id = request.match_info.get("calendar")
         instance = self.calendars.find(user, event_id, calendar_id)  # 404 before a session is made
         item = action_parameters(body).get("attachmentitem")
+        size = item.get("size") if isinstance(item, dict) else None
+        if isinstance(size, int) and 0 < size < MIN_UPLOAD_SESSION_BYTES:
+            # Documented in "Attach large files to Outlook messages or events" (Errors), for
+            # messages and events alike: a file under 3 MB is one POST.
+            raise GraphError(
+                400,
+                "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+                "Attachment size must be greater than the minimum size.",
+            )
 
         def complete(upload: UploadedFile) -> str:
             attachment = self.calendars.add_attachment(

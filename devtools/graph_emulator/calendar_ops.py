@@ -41,6 +41,7 @@ from devtools.graph_emulator.hooks import Change
 from devtools.graph_emulator.timezones import date_time_time_zone
 
 MAX_POST_ATTACHMENT_BYTES = 3 * 1024 * 1024
+MIN_UPLOAD_SESSION_BYTES = 3 * 1024 * 1024  # smaller files are one POST (400 otherwise)
 
 
 def stale_change_key() -> GraphError:

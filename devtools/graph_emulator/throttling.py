@@ -64,6 +64,7 @@ class MailboxCounters:
     max_concurrent: int = 0
     throttled: int = 0  # 429 responses, whatever the cause
     faults: int = 0  # injected faults served
+    upload_sessions: int = 0  # createUploadSession calls that made a session (messages and events)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +76,7 @@ class MailboxCounters:
             "maxConcurrent": self.max_concurrent,
             "throttled": self.throttled,
             "faults": self.faults,
+            "uploadSessions": self.upload_sessions,
         }
 
 

@@ -108,6 +108,7 @@ class UploadSessions:
             on_complete=on_complete,
         )
         self._sessions[session.id] = session
+        self.ctx.counters.mailbox(user_id).upload_sessions += 1
         return session
 
     def upload_url(self, session: UploadSession) -> str:

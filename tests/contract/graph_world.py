@@ -83,6 +83,15 @@ class GraphWorld(Protocol):
         """What the mailbox sent or forwarded, oldest first."""
         ...
 
+    async def event_attachment_content(self, mailbox: str, event_id: str, attachment_id: str) -> bytes:
+        """The bytes Exchange stored for an event's attachment."""
+        ...
+
+    async def upload_sessions(self, mailbox: str) -> int:
+        """How many attachment upload sessions were created for the mailbox (a file of more
+        than 3 MB goes through one)."""
+        ...
+
     async def set_latency(self, seconds: float) -> None:
         """Delay every Graph answer by `seconds` (0 to stop)."""
         ...
@@ -146,6 +155,12 @@ class FakeWorld:
 
     async def sent_mail(self, mailbox: str) -> list[SentMail]:
         return self.graph.sent_mail(mailbox)
+
+    async def event_attachment_content(self, mailbox: str, event_id: str, attachment_id: str) -> bytes:
+        return self.graph.event_attachment_content(mailbox, event_id, attachment_id)
+
+    async def upload_sessions(self, mailbox: str) -> int:
+        return self.graph.upload_sessions(mailbox)
 
     async def set_latency(self, seconds: float) -> None:
         self.graph.latency = seconds
@@ -258,6 +273,13 @@ class EmulatorWorld:
             )
             for entry in self._mail.sent_mail(mailbox)
         ]
+
+    async def event_attachment_content(self, mailbox: str, event_id: str, attachment_id: str) -> bytes:
+        return bytes(self.emulator.calendar.attachment(mailbox, event_id, attachment_id).data)
+
+    async def upload_sessions(self, mailbox: str) -> int:
+        # The emulator's counter of createUploadSession calls (messages and events).
+        return self.emulator.counters(mailbox).upload_sessions
 
     async def set_latency(self, seconds: float) -> None:
         self.emulator.latency = seconds

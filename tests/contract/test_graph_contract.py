@@ -12,6 +12,7 @@ emulator needs no reset between tests.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
@@ -248,6 +249,136 @@ async def test_bad_input_is_rejected_before_graph(graph: GraphHarness) -> None:
         )
     with pytest.raises(BadRequest):
         EventDraft("naive", datetime(2030, 1, 1, 9), datetime(2030, 1, 1, 10))
+
+
+# --- event attachments ---------------------------------------------------------------------
+
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 400  # 102,409 bytes
+FIVE_MB = random.Random(5).randbytes(5 * 1024 * 1024)  # no two chunks alike: order errors show
+
+
+async def test_an_event_read_through_a_calendar_is_found_only_in_that_calendar(graph: GraphHarness) -> None:
+    """GIVEN an event in a secondary calendar WHEN it is read through that calendar, through
+    another one and through the mailbox THEN the other calendar answers NotFound."""
+    mailbox = await _mailbox(graph)
+    bookings = await graph.world.add_calendar(mailbox, "Slots")
+    other = await graph.world.add_calendar(mailbox, "Other")
+    event_id = await graph.world.outlook_create_event(mailbox, bookings, _draft("Slot"))
+    assert (await graph.gateway.get_event(mailbox, event_id, calendar_id=bookings)).subject == "Slot"
+    assert (await graph.gateway.get_event(mailbox, event_id)).id == event_id
+    with pytest.raises(NotFound):
+        await graph.gateway.get_event(mailbox, event_id, calendar_id=other)
+
+
+async def test_a_small_attachment_is_listed_with_its_metadata_and_stored_byte_for_byte(
+    graph: GraphHarness,
+) -> None:
+    """GIVEN an event WHEN a 100 KB PDF is attached THEN the answer and the list name it with its
+    size and content type (metadata only), Exchange holds its exact bytes, no upload session was
+    used, and the event has attachments and a new change key."""
+    mailbox = await _mailbox(graph)
+    created = await graph.gateway.create_event(mailbox, None, _draft("with pdf"), transaction_id("att", 1))
+    added = await graph.gateway.add_event_attachment(
+        mailbox, created.id, name="summary.pdf", content_type="application/pdf", content=PDF
+    )
+    assert added.id
+    assert (added.name, added.size, added.content_type, added.kind, added.is_inline) == (
+        "summary.pdf",
+        len(PDF),
+        "application/pdf",
+        AttachmentKind.FILE,
+        False,
+    )
+    assert await graph.gateway.list_event_attachments(mailbox, created.id) == [added]
+    assert await graph.world.event_attachment_content(mailbox, created.id, added.id) == PDF
+    assert await graph.world.upload_sessions(mailbox) == 0
+    after = await graph.gateway.get_event(mailbox, created.id)
+    assert after.has_attachments
+    assert after.change_key != created.change_key
+
+
+async def test_a_5_mb_attachment_goes_through_an_upload_session_and_arrives_intact(
+    graph: GraphHarness,
+) -> None:
+    """GIVEN an event WHEN a 5 MB file is attached THEN one upload session carries it, the
+    returned attachment is the listed one, and Exchange holds exactly its bytes."""
+    mailbox = await _mailbox(graph)
+    created = await graph.gateway.create_event(mailbox, None, _draft("with scan"), transaction_id("att", 2))
+    added = await graph.gateway.add_event_attachment(
+        mailbox, created.id, name="scan.tiff", content_type="image/tiff", content=FIVE_MB
+    )
+    assert (added.name, added.size, added.content_type) == ("scan.tiff", len(FIVE_MB), "image/tiff")
+    assert await graph.gateway.list_event_attachments(mailbox, created.id) == [added]
+    assert await graph.world.upload_sessions(mailbox) == 1
+    assert await graph.world.event_attachment_content(mailbox, created.id, added.id) == FIVE_MB
+    assert (await graph.gateway.get_event(mailbox, created.id)).change_key != created.change_key
+
+
+async def test_deleting_an_attachment_removes_only_that_one(graph: GraphHarness) -> None:
+    """GIVEN an event with two attachments WHEN one is deleted THEN only the other is listed,
+    its bytes are untouched, and the event's change key changed again."""
+    mailbox = await _mailbox(graph)
+    created = await graph.gateway.create_event(mailbox, None, _draft("two files"), transaction_id("att", 3))
+    first = await graph.gateway.add_event_attachment(
+        mailbox, created.id, name="a.pdf", content_type="application/pdf", content=PDF
+    )
+    second = await graph.gateway.add_event_attachment(
+        mailbox, created.id, name="b.txt", content_type="text/plain", content=b"notes"
+    )
+    assert first.id != second.id
+    before = await graph.gateway.get_event(mailbox, created.id)
+    await graph.gateway.delete_event_attachment(mailbox, created.id, first.id)
+    assert await graph.gateway.list_event_attachments(mailbox, created.id) == [second]
+    assert await graph.world.event_attachment_content(mailbox, created.id, second.id) == b"notes"
+    assert (await graph.gateway.get_event(mailbox, created.id)).change_key != before.change_key
+
+
+async def test_attachments_of_a_missing_event_or_a_missing_attachment_are_not_found(
+    graph: GraphHarness,
+) -> None:
+    """GIVEN an attachment deleted once, and an event deleted WHEN the attachment is deleted
+    again, or the event's attachments are listed, added or deleted THEN NotFound each time."""
+    mailbox = await _mailbox(graph)
+    created = await graph.gateway.create_event(mailbox, None, _draft("gone"), transaction_id("att", 4))
+    added = await graph.gateway.add_event_attachment(
+        mailbox, created.id, name="a.txt", content_type="text/plain", content=b"x"
+    )
+    await graph.gateway.delete_event_attachment(mailbox, created.id, added.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.delete_event_attachment(mailbox, created.id, added.id)
+    await graph.gateway.delete_event(mailbox, created.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.list_event_attachments(mailbox, created.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.add_event_attachment(
+            mailbox, created.id, name="a.txt", content_type="text/plain", content=b"x"
+        )
+    with pytest.raises(NotFound):
+        await graph.gateway.add_event_attachment(
+            mailbox, created.id, name="big.bin", content_type="application/octet-stream", content=FIVE_MB
+        )
+    with pytest.raises(NotFound):
+        await graph.gateway.delete_event_attachment(mailbox, created.id, added.id)
+
+
+async def test_bad_attachments_are_rejected_before_graph(graph: GraphHarness) -> None:
+    """GIVEN a mailbox and event that do not exist WHEN an attachment with an empty name, no MIME
+    type or over 150 MB is added THEN BadRequest — not NotFound: nothing was asked of Graph."""
+    nobody = f"nobody-{uuid.uuid4().hex[:8]}@contoso.example"
+    attach = graph.gateway.add_event_attachment
+    with pytest.raises(BadRequest):
+        await attach(nobody, "no-such-event", name="", content_type="text/plain", content=b"x")
+    with pytest.raises(BadRequest):
+        await attach(nobody, "no-such-event", name="  ", content_type="text/plain", content=b"x")
+    with pytest.raises(BadRequest):
+        await attach(nobody, "no-such-event", name="a.txt", content_type="", content=b"x")
+    too_big = bytes(150 * 1024 * 1024 + 1)
+    with pytest.raises(BadRequest):
+        await attach(nobody, "no-such-event", name="big.pdf", content_type="application/pdf", content=too_big)
+    with pytest.raises(BadRequest):
+        await attach(nobody, "", name="a.txt", content_type="text/plain", content=b"x")
+    with pytest.raises(BadRequest):
+        await graph.gateway.delete_event_attachment(nobody, "no-such-event", "")
 
 
 # --- calendar delta ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Event attachments through the real msgraph-sdk: a small file by POST (read back, listed, as
 raw bytes from $value), the 3 MB limit of that POST, and a large file through an upload session
-whose byte ranges go to the pre-authenticated URL without an Authorization header."""
+whose byte ranges go to the pre-authenticated URL without an Authorization header (and no session
+for a file under 3 MB)."""
 
 from __future__ import annotations
 
@@ -137,3 +138,27 @@ async def test_upload_session_takes_chunks_without_authorization_and_creates_the
     counters = seed.graph.counters(seed.adele.id)
     assert counters.bytes_in >= len(data)
     assert counters.bytes_out >= len(data)
+    assert counters.upload_sessions == 1
+
+
+async def test_an_upload_session_for_a_file_under_3_mb_is_refused(seed: Seed) -> None:
+    """GIVEN an event WHEN an upload session is asked for a 1 MB file THEN 400
+    ErrorAttachmentSizeShouldNotBeLessThanMinimumSize (the docs' error: such a file is one POST)
+    and no session is counted; exactly 3 MB, the largest POST, may also be a session."""
+    item = seed.user_client(seed.adele.id).events.by_event_id(await _event_id(seed))
+
+    def body(size: int) -> CreateUploadSessionPostRequestBody:
+        return CreateUploadSessionPostRequestBody(
+            attachment_item=AttachmentItem(attachment_type=AttachmentType.File, name="small.pdf", size=size)
+        )
+
+    with pytest.raises(ODataError) as small:
+        await item.attachments.create_upload_session.post(body(1024 * 1024))
+    assert small.value.response_status_code == 400
+    assert small.value.error is not None
+    assert small.value.error.code == "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"
+    assert seed.graph.counters(seed.adele.id).upload_sessions == 0
+    session = await item.attachments.create_upload_session.post(body(3 * 1024 * 1024))
+    assert session is not None
+    assert session.upload_url
+    assert seed.graph.counters(seed.adele.id).upload_sessions == 1

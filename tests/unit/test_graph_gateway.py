@@ -436,3 +436,335 @@ async def test_five_concurrent_calls_to_one_mailbox_never_have_more_than_four_in
     )
     assert script.peak[MAILBOX] == 4
     assert script.peak[other] == 4  # per mailbox, not per process
+
+
+# --- event attachments -----------------------------------------------------------------------
+
+UPLOAD_URL = (
+    "https://outlook.test/api/v2.0/Users('u-1@t-1')/Events('AAMkAD%2Fevt%3D')"
+    "/AttachmentSessions('AAMkS1')?authtoken=pre-authenticated"
+)
+LOCATION = (
+    "https://outlook.test/api/v2.0/Users('u-1@t-1')/Events('AAMkAD%2Fevt%3D')/Attachments('AAMkAT/+1=')"
+)
+KIB_320 = 320 * 1024
+
+
+class UploadServer:
+    """Graph's side of an upload session: createUploadSession, the ranged PUTs (answered the
+    way Microsoft's example does, in the Outlook REST casing), and the attachment list.
+    `faults` are answers served instead of handling the next PUTs."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        upload_url: str = UPLOAD_URL,
+        location: str = LOCATION,
+        listed_id: str = "AAMkAT/+1=",
+    ) -> None:
+        self.size = size
+        self.upload_url = upload_url
+        self.location = location
+        self.listed_id = listed_id
+        self.received = bytearray()
+        self.faults: list[httpx.Response] = []
+        self.expect_next: list[int] = []  # override the next "NextExpectedRanges" answers
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/createUploadSession"):
+            return graph_json(
+                201,
+                {
+                    "uploadUrl": self.upload_url,
+                    "expirationDateTime": "2030-01-07T09:15:00Z",
+                    "nextExpectedRanges": ["0-"],
+                },
+            )
+        if request.method == "PUT":
+            if self.faults:
+                return self.faults.pop(0)
+            span, _, total = request.headers["content-range"].removeprefix("bytes ").partition("/")
+            start, _, end = span.partition("-")
+            assert int(total) == self.size
+            assert int(start) == len(self.received)
+            assert int(end) == int(start) + len(request.content) - 1
+            self.received.extend(request.content)
+            if len(self.received) < self.size:
+                nxt = self.expect_next.pop(0) if self.expect_next else len(self.received)
+                del self.received[nxt:]
+                return graph_json(
+                    200, {"ExpirationDateTime": "2030-01-07T09:15:00Z", "NextExpectedRanges": [str(nxt)]}
+                )
+            return httpx.Response(201, headers={"Location": self.location})
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        if request.method == "GET" and request.url.path.endswith("/attachments"):
+            return graph_json(
+                body={
+                    "value": [
+                        {
+                            "@odata.type": "#microsoft.graph.fileAttachment",
+                            "id": "other",
+                            "name": "a.pdf",
+                            "size": 3,
+                        },
+                        {
+                            "@odata.type": "#microsoft.graph.fileAttachment",
+                            "id": self.listed_id,
+                            "name": "scan.tiff",
+                            "contentType": "image/tiff",
+                            "size": self.size,
+                            "isInline": False,
+                        },
+                    ]
+                }
+            )
+        return graph_error(400, "UnexpectedRequest")
+
+
+def _puts(script: GraphScript) -> list[httpx.Request]:
+    return [r for r in script.requests if r.method == "PUT"]
+
+
+async def test_a_large_attachment_is_put_in_ranges_to_the_upload_url_without_the_token() -> None:
+    """GIVEN an 8 MB file WHEN it is attached THEN the session is created with the token, then
+    the bytes go to the uploadUrl in order, in ranges of a multiple of 320 KiB under 4 MiB
+    (the last one the rest) with matching Content-Range and no Authorization header; the
+    attachment returned is the listed one the Location names."""
+    data = bytes(range(256)) * (8 * 1024 * 1024 // 256)
+    server = UploadServer(len(data))
+    limiter = MailboxLimiter()
+    slots_held: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            slots_held.append(limiter.in_flight(MAILBOX))
+        return server(request)
+
+    script = GraphScript(answer)
+    added = await gateway_for(script, limiter=limiter).add_event_attachment(
+        MAILBOX, "AAMkAD/evt=", name="scan.tiff", content_type="image/tiff", content=data
+    )
+    create = script.requests[0]
+    assert create.url.raw_path.decode() == (
+        "/v1.0/users/kari%40contoso.example/events/AAMkAD%2Fevt%3D/attachments/createUploadSession"
+    )
+    assert create.headers["authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(create.content) == {
+        "AttachmentItem": {
+            "attachmentType": "file",
+            "name": "scan.tiff",
+            "size": len(data),
+            "contentType": "image/tiff",
+        }
+    }
+    puts = _puts(script)
+    assert [len(p.content) for p in puts] == [12 * KIB_320, 12 * KIB_320, len(data) - 24 * KIB_320]
+    assert [p.headers["content-range"] for p in puts] == [
+        f"bytes 0-{12 * KIB_320 - 1}/{len(data)}",
+        f"bytes {12 * KIB_320}-{24 * KIB_320 - 1}/{len(data)}",
+        f"bytes {24 * KIB_320}-{len(data) - 1}/{len(data)}",
+    ]
+    for put in puts:
+        assert str(put.url) == UPLOAD_URL
+        assert "authorization" not in put.headers
+        assert TOKEN not in str(put.headers)
+        assert put.headers["content-type"] == "application/octet-stream"
+        assert len(put.content) <= 4 * 1024 * 1024
+    assert bytes(server.received) == data
+    listing = script.requests[-1]
+    assert listing.method == "GET"
+    assert _query(listing)["$select"] == ["id,name,contentType,size,isInline"]
+    assert slots_held == [1, 1, 1]  # each PUT holds a slot of the mailbox while on the wire
+    assert (added.id, added.name, added.size, added.content_type) == (
+        "AAMkAT/+1=",
+        "scan.tiff",
+        len(data),
+        "image/tiff",
+    )
+    assert limiter.idle
+
+
+async def test_the_next_range_starts_where_the_upload_session_says() -> None:
+    """GIVEN a server that kept only the first 1,000,000 bytes of the first range WHEN the
+    upload goes on THEN the next range starts at byte 1,000,000, and the file arrives whole."""
+    data = bytes(range(256)) * (5 * 1024 * 1024 // 256)
+    server = UploadServer(len(data))
+    server.expect_next = [1_000_000]
+    script = GraphScript(server)
+    await gateway_for(script).add_event_attachment(
+        MAILBOX, "e1", name="scan.tiff", content_type="image/tiff", content=data
+    )
+    starts = [int(p.headers["content-range"][6:].split("-")[0]) for p in _puts(script)]
+    assert starts == [0, 1_000_000, 1_000_000 + 12 * KIB_320]
+    assert bytes(server.received) == data
+
+
+async def test_a_throttled_range_is_sent_again_after_retry_after() -> None:
+    data = bytes(4 * 1024 * 1024)
+    server = UploadServer(len(data))
+    server.faults = [graph_error(429, "ApplicationThrottled", headers={"Retry-After": "3"})]
+    script = GraphScript(server)
+    sleep = SleepRecorder()
+    added = await gateway_for(script, sleep=sleep).add_event_attachment(
+        MAILBOX, "e1", name="scan.tiff", content_type="image/tiff", content=data
+    )
+    assert [p.headers["content-range"].split("/")[0] for p in _puts(script)] == [
+        f"bytes 0-{12 * KIB_320 - 1}",
+        f"bytes 0-{12 * KIB_320 - 1}",  # Graph did not take it: the same range again
+        f"bytes {12 * KIB_320}-{len(data) - 1}",
+    ]
+    assert sleep.waits == [3.0]
+    assert added.size == len(data)
+
+
+async def test_a_range_whose_connection_never_opened_is_sent_again() -> None:
+    data = bytes(4 * 1024 * 1024)
+    server = UploadServer(len(data))
+    refused = {"once": False}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and not refused["once"]:
+            refused["once"] = True
+            raise httpx.ConnectError("connection refused", request=request)  # nothing was sent
+        return server(request)
+
+    script = GraphScript(answer)
+    await gateway_for(script).add_event_attachment(
+        MAILBOX, "e1", name="scan.tiff", content_type="image/tiff", content=data
+    )
+    ranges = [p.headers["content-range"] for p in _puts(script)]
+    assert ranges[0] == ranges[1]
+    assert len(ranges) == 3
+    assert bytes(server.received) == data
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        graph_error(503, "ServiceUnavailable"),
+        httpx.ReadTimeout("timed out"),
+    ],
+    ids=["503", "read-timeout"],
+)
+async def test_a_range_that_may_have_landed_is_not_sent_again_and_the_session_is_cancelled(
+    failure: httpx.Response | Exception,
+) -> None:
+    """GIVEN a PUT that fails ambiguously (5xx, or a timeout after the bytes left) WHEN adding
+    a large attachment THEN GraphUnavailable after that one PUT, and the session is cancelled
+    (DELETE on the uploadUrl, also without the token), so it can never complete later."""
+    data = bytes(4 * 1024 * 1024)
+    server = UploadServer(len(data))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method != "PUT":
+            return server(request)
+        if isinstance(failure, Exception):
+            raise failure
+        return failure
+
+    script = GraphScript(answer)
+    with pytest.raises(GraphUnavailable) as caught:
+        await gateway_for(script).add_event_attachment(
+            MAILBOX, "e1", name="scan.tiff", content_type="image/tiff", content=data
+        )
+    assert len(_puts(script)) == 1
+    (cancel,) = [r for r in script.requests if r.method == "DELETE"]
+    assert str(cancel.url) == UPLOAD_URL
+    assert "authorization" not in cancel.headers
+    assert "pre-authenticated" not in str(caught.value)  # the upload URL's token is never shown
+    assert caught.value.__context__ is None
+
+
+@pytest.mark.parametrize(
+    "upload_url",
+    [
+        "http://outlook.test/api/v2.0/AttachmentSessions('s')?authtoken=x",
+        "https://someone:pw@outlook.test/api/v2.0/AttachmentSessions('s')",
+        "file:///etc/passwd",
+        "/api/v2.0/AttachmentSessions('s')",
+    ],
+)
+async def test_an_upload_url_that_is_not_https_is_never_sent_the_bytes(upload_url: str) -> None:
+    server = UploadServer(4 * 1024 * 1024, upload_url=upload_url)
+    script = GraphScript(server)
+    with pytest.raises(MalformedResponse, match="not https"):
+        await gateway_for(script).add_event_attachment(
+            MAILBOX, "e1", name="scan.tiff", content_type="image/tiff", content=bytes(server.size)
+        )
+    assert [r.method for r in script.requests] == ["POST"]
+
+
+async def test_a_loopback_http_upload_url_is_accepted_for_local_tests() -> None:
+    server = UploadServer(
+        4 * 1024 * 1024, upload_url="http://127.0.0.1:10000/api/v2.0/AttachmentSessions('s')?a=1"
+    )
+    script = GraphScript(server)
+    await gateway_for(script).add_event_attachment(
+        MAILBOX, "e1", name="scan.tiff", content_type="image/tiff", content=bytes(server.size)
+    )
+    assert {p.url.host for p in _puts(script)} == {"127.0.0.1"}
+
+
+async def test_when_the_location_names_another_id_form_the_new_attachment_is_found_by_name_and_size() -> None:
+    """GIVEN a Location whose attachment id is not one Graph lists (real Graph's Location is on
+    the Outlook REST host and may carry the REST form of the id) WHEN the upload completes
+    THEN the attachment returned is the listed one with the file's name and size."""
+    data = bytes(4 * 1024 * 1024)
+    server = UploadServer(
+        len(data), location=LOCATION.replace("AAMkAT/+1=", "REST-form-id"), listed_id="AAkALg="
+    )
+    added = await gateway_for(GraphScript(server)).add_event_attachment(
+        MAILBOX, "e1", name="scan.tiff", content_type="image/tiff", content=data
+    )
+    assert added.id == "AAkALg="
+
+
+async def test_a_small_attachment_is_one_post_of_its_bytes_never_retried_on_a_5xx() -> None:
+    posted = {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "id": "AAMkAT=",
+        "name": "summary.pdf",
+        "contentType": "application/pdf",
+        "size": 8,
+        "isInline": False,
+        "contentBytes": "JVBERi0xLjc=",
+    }
+    script = GraphScript(lambda r: graph_json(201, posted))
+    added = await gateway_for(script).add_event_attachment(
+        MAILBOX, "e1", name="summary.pdf", content_type="application/pdf", content=b"%PDF-1.7"
+    )
+    (request,) = script.requests
+    assert request.method == "POST"
+    assert request.url.path == "/v1.0/users/kari@contoso.example/events/e1/attachments"
+    assert json.loads(request.content) == {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": "summary.pdf",
+        "contentType": "application/pdf",
+        "contentBytes": "JVBERi0xLjc=",
+    }
+    assert (added.id, added.size) == ("AAMkAT=", 8)
+
+    script = GraphScript(lambda r: graph_error(503, "ServiceUnavailable"))
+    with pytest.raises(GraphUnavailable):
+        await gateway_for(script).add_event_attachment(
+            MAILBOX, "e1", name="summary.pdf", content_type="application/pdf", content=b"%PDF-1.7"
+        )
+    assert len(script.requests) == 1  # it may have been attached: the caller lists to decide
+
+
+async def test_event_attachment_consent_hints_name_the_least_permission() -> None:
+    script = GraphScript(lambda r: graph_error(403, "ErrorAccessDenied"))
+    gateway = gateway_for(script)
+    with pytest.raises(ConsentMissing) as listing:
+        await gateway.list_event_attachments(MAILBOX, "e1")
+    assert listing.value.permission == "Calendars.Read"
+    with pytest.raises(ConsentMissing) as deleting:
+        await gateway.delete_event_attachment(MAILBOX, "e1", "a1")
+    assert deleting.value.permission == "Calendars.ReadWrite"
+    with pytest.raises(ConsentMissing) as adding:
+        await gateway.add_event_attachment(
+            MAILBOX, "e1", name="a.txt", content_type="text/plain", content=b"x"
+        )
+    assert adding.value.permission == "Calendars.ReadWrite"
