@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol, cast
 from urllib.parse import quote
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -106,6 +107,12 @@ class DocumentStore(Protocol):
 
     async def describe(self, name: str) -> Staged | None:
         """The stored document's size, SHA-256 and content type; None if there is none."""
+        ...
+
+    async def load(self, name: str, *, max_bytes: int) -> bytes | None:
+        """The stored document's bytes, whole; None if there is none. For documents the caller
+        keeps small (a booking's uploads): StoreError if it is larger than `max_bytes`, read
+        before any of its bytes are."""
         ...
 
     async def download_url(self, name: str, *, expires_in: timedelta) -> tuple[str, datetime]:
@@ -416,6 +423,28 @@ class AzureDocumentStore:
             content_type=properties.content_settings.content_type or "",
         )
 
+    async def load(self, name: str, *, max_bytes: int) -> bytes | None:
+        validate_name(name)
+        blob = self._blob(name)
+        try:
+            properties = await blob.get_blob_properties()
+            if int(properties.size) > max_bytes:
+                raise StoreError(
+                    f"blob container {self.container}: the document is larger than {max_bytes} bytes"
+                )
+            # The ETag read with the size: a restage in between fails the read instead of
+            # returning a bigger document than was checked.
+            downloader = await blob.download_blob(
+                etag=properties.etag, match_condition=MatchConditions.IfNotModified
+            )
+            return await downloader.readall()
+        except HttpResponseError as exc:
+            if exc.status_code == 404:
+                return None
+            self._fail(exc, "load")
+        except AzureError as exc:
+            self._fail(exc, "load")
+
     async def download_url(self, name: str, *, expires_in: timedelta) -> tuple[str, datetime]:
         validate_name(name)
         now = self._clock().astimezone(UTC)
@@ -527,6 +556,14 @@ class InMemoryDocumentStore:
         if document is None:
             return None
         return Staged(name, len(document.data), document.sha256, document.content_type)
+
+    async def load(self, name: str, *, max_bytes: int) -> bytes | None:
+        document = self._documents.get(validate_name(name))
+        if document is None:
+            return None
+        if len(document.data) > max_bytes:
+            raise StoreError(f"the document is larger than {max_bytes} bytes")
+        return document.data
 
     async def download_url(self, name: str, *, expires_in: timedelta) -> tuple[str, datetime]:
         validate_name(name)

@@ -199,6 +199,19 @@ async def test_given_chunks_when_staged_then_size_digest_and_downloaded_bytes_ar
     assert await harness.fetch(url) == (200, data)
 
 
+async def test_given_a_staged_document_when_loaded_then_its_bytes_come_back_whole_within_the_limit(
+    store: DocumentStore,
+) -> None:
+    data = payload(BLOCK_SIZE + 17)
+    await store.stage("bookings/t/r-1/0", chunks_of(data, [BLOCK_SIZE, 17]), content_type=PDF)
+    assert await store.load("bookings/t/r-1/0", max_bytes=len(data)) == data
+    with pytest.raises(StoreError):
+        await store.load("bookings/t/r-1/0", max_bytes=len(data) - 1)
+    assert await store.load("bookings/t/r-1/missing", max_bytes=10) is None
+    with pytest.raises(ValueError, match="name"):
+        await store.load("", max_bytes=10)
+
+
 async def test_given_no_document_when_described_then_none(store: DocumentStore) -> None:
     assert await store.describe("never/staged.pdf") is None  # Azure: no container yet
     await store.stage("other.pdf", chunks_of(b"x", [1]), content_type=PDF)
