@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, TypeVar
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
+from core.booking.queue import AzureReservationQueue
+from core.booking.worker import ReservationWorker
 from core.calendar.push import AppointmentPush
 from core.calendar.push_queue import AzurePushQueue
 from core.calendar.requests import AzureSyncQueue
@@ -160,6 +162,22 @@ class Container:
             clock=self.clock,
             url_lifetime=timedelta(seconds=self.settings.mail_document_url_seconds),
             queue=self.import_queue(),
+        )
+
+    def reservation_queue(self) -> AzureReservationQueue:
+        """Reservations to finish or undo, for the `booking-reservations` trigger."""
+        return AzureReservationQueue(self.queues)
+
+    def reservation_worker(self) -> ReservationWorker:
+        """Books claimed slots in Outlook and restores cancelled ones (the
+        `booking-reservations` queue trigger)."""
+        return ReservationWorker(
+            self.tables,
+            self.graphs,
+            self.documents(),
+            self.reservation_queue(),
+            self.outbox(),
+            clock=self.clock,
         )
 
     def delivery_queue(self) -> AzureDeliveryQueue:

@@ -55,6 +55,10 @@ class EditConflict(RequestError):
     """The item exists already, or changed while the request was applied (409)."""
 
 
+class ItemGone(RequestError):
+    """The addressed item existed but was deleted, e.g. a slot removed in Outlook (410)."""
+
+
 class PreconditionFailed(RequestError):
     """The request's If-Match names a version that is no longer current (412)."""
 

@@ -44,8 +44,10 @@ from core.store.records import (
     MailLedgerEntry,
     OutboxEvent,
     Presence,
+    Reservation,
     ResourceLink,
     Run,
+    SlotClaim,
     Subscription,
     Tenant,
 )
@@ -132,6 +134,8 @@ class IssuedTenant:
 TENANT_PARTITIONED: tuple[type[Record], ...] = (
     ResourceLink,
     BookingCalendar,
+    SlotClaim,
+    Reservation,
     CalendarSyncState,
     EventMapEntry,
     EventTransaction,

@@ -138,6 +138,17 @@ def valid_account(value: str) -> str:
 Account = Annotated[str, AfterValidator(valid_account)]
 
 
+def valid_email(value: str) -> str:
+    """An e-mail address (name@domain), lower-cased."""
+    value = value.strip()
+    if len(value) > 256 or not _UPN.fullmatch(value) or value.startswith(".") or ".." in value:
+        raise ValueError("must be an e-mail address (name@domain)")
+    return value.lower()
+
+
+Email = Annotated[str, AfterValidator(valid_email)]
+
+
 # --- URLs --------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from core.operator_auth import check_operator_key
 from core.request_errors import (
     EditConflict,
     InvalidInput,
+    ItemGone,
     ItemNotFound,
     MalformedRequest,
     PreconditionFailed,
@@ -129,6 +130,7 @@ _REQUEST_PROBLEMS: tuple[tuple[type[RequestError], int, str, str], ...] = (
     (ItemNotFound, 404, "not-found", "Not found"),
     (TenantInaccessible, 404, "not-found", "Not found"),
     (EditConflict, 409, "conflict", "Conflict"),
+    (ItemGone, 410, "gone", "Gone"),
     (PreconditionFailed, 412, "precondition-failed", "Precondition failed"),
     (UpstreamUnavailable, 503, "upstream-unavailable", "Upstream unavailable"),
 )

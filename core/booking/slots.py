@@ -20,7 +20,7 @@ from core.graph.model import Event, EventType
 from core.graph_access import GraphProvider
 from core.request_errors import InvalidInput
 from core.store import Tables
-from core.store.records import BookingCalendar, Reservation, ReservationStatus, Tenant
+from core.store.records import BookingCalendar, SlotClaim, Tenant
 from core.timezones import zone_for
 
 DEFAULT_DAYS = 31
@@ -35,6 +35,7 @@ class Slot:
     end: datetime
     available: bool
     reason: str | None = None
+    change_key: str | None = None  # the slot's version: a reservation may insist on it
 
 
 def _zone(config: BookingCalendar) -> tzinfo:
@@ -70,9 +71,9 @@ def plan_slots(
             continue
         if day < first_bookable_day:
             reason = f"bookable from {first_bookable_day.isoformat()} ({config.notice_days} days' notice)"
-            out.append(Slot(event.id, event.subject, event.start, event.end, False, reason))
+            out.append(Slot(event.id, event.subject, event.start, event.end, False, reason, event.change_key))
         else:
-            out.append(Slot(event.id, event.subject, event.start, event.end, True))
+            out.append(Slot(event.id, event.subject, event.start, event.end, True, None, event.change_key))
     return out
 
 
@@ -92,6 +93,7 @@ def slot_view(slot: Slot, config: BookingCalendar) -> dict[str, Any]:
         "start": _when(slot.start, zone, config.time_zone),
         "end": _when(slot.end, zone, config.time_zone),
         "available": slot.available,
+        "version": slot.change_key,
     }
     if slot.reason:
         out["reason"] = slot.reason
@@ -134,14 +136,18 @@ async def list_slots(
     end: datetime,
     now: datetime,
 ) -> list[Slot]:
-    """The booking calendar's slots in [start, end): one calendarView read, one reservations
-    read."""
+    """The booking calendar's slots in [start, end): one calendarView read, one read of the
+    calendar's claims."""
     gateway = await graphs.gateway(tenant)
     events = await gateway.calendar_view(config.owner, config.calendar_id, start, end)
-    partition = Reservation.key(config.tenant_id, config.booking_id, "-")[0]
-    reserved = {
-        r.slot_id
-        async for r in tables.repo(Reservation).list(partition)
-        if r.status in (ReservationStatus.PENDING, ReservationStatus.BOOKED)
-    }
+    reserved = await claimed_slots(tables, config)
     return plan_slots(events, config, now, reserved)
+
+
+async def claimed_slots(tables: Tables, config: BookingCalendar) -> set[str]:
+    """The slot ids a reservation holds (one row range)."""
+    low, high = SlotClaim.calendar_range(config.booking_id)
+    claims = tables.repo(SlotClaim).list(
+        SlotClaim.key(config.tenant_id, config.booking_id, "-")[0], row_key_from=low, row_key_to=high
+    )
+    return {claim.slot_id async for claim in claims}

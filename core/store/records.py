@@ -600,9 +600,14 @@ class BookingCalendar(Record):
 
 
 class ReservationStatus(StrEnum):
-    PENDING = "pending"  # claimed; the worker has not marked the event booked yet
+    PENDING = "pending"  # the slot is claimed; the worker has not finished marking the event booked
     BOOKED = "booked"
+    CANCELLING = "cancelling"  # the host cancelled; the worker is restoring the slot
     CANCELLED = "cancelled"
+    FAILED = "failed"  # the worker could not book it (permanently); the slot was released
+
+
+ACTIVE_RESERVATIONS = frozenset({ReservationStatus.PENDING, ReservationStatus.BOOKED})
 
 
 class Booker(BaseModel):
@@ -613,27 +618,30 @@ class Booker(BaseModel):
     phone: str | None = None
 
 
-class Reservation(Record):
-    """A claim on one slot of a booking calendar.
+class SlotClaim(Record):
+    """Who holds one slot of a booking calendar: the atomic part of booking.
 
-    Keys: partition = tenant|booking calendar, row = the slot's event id. Claiming is an insert
-    of exactly this key, so of concurrent claims one succeeds and the rest get AlreadyExists
-    (201 / 409); listing a calendar's reservations to hide booked slots is one partition."""
+    Keys: partition = tenant, row = booking calendar|slot event id. Claiming is an insert of
+    exactly this key, so of concurrent claims one succeeds and the rest get AlreadyExists
+    (201 / 409); releasing the slot deletes the row with its etag. A calendar's claims are one
+    row range (the slot list hides them)."""
 
-    table: ClassVar[str] = "reservations"
+    table: ClassVar[str] = "slotclaims"
 
     tenant_id: str
-    booking_calendar: str  # the booking calendar's configured id
+    booking_calendar: str
     slot_id: str  # Graph immutable id of the slot event
     reservation_id: str
-    status: ReservationStatus = ReservationStatus.PENDING
-    booker: Booker = Field(default_factory=Booker)
-    answers: dict[str, Any] = Field(default_factory=dict)  # the form's fields, for the PDF summary
-    created_at: datetime | None = None
+    claimed_at: datetime | None = None
 
     @classmethod
     def key(cls, tenant_id: str, booking_calendar: str, slot_id: str) -> tuple[str, str]:
-        return join_key(tenant_id, booking_calendar), escape_key(slot_id)
+        return escape_key(tenant_id), join_key(booking_calendar, slot_id)
+
+    @classmethod
+    def calendar_range(cls, booking_calendar: str) -> tuple[str, str]:
+        """(row_key_from, row_key_to) covering every claim of one booking calendar."""
+        return prefix_range(escape_key(booking_calendar) + SEPARATOR)
 
     @property
     def partition_key(self) -> str:
@@ -642,6 +650,80 @@ class Reservation(Record):
     @property
     def row_key(self) -> str:
         return self.key(self.tenant_id, self.booking_calendar, self.slot_id)[1]
+
+
+class ReservedDocument(BaseModel):
+    """A document the booker uploaded: staged in Blob Storage until it is attached."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    blob_name: str
+    attachment_id: str | None = None  # on the event, once attached
+
+
+class Reservation(Record):
+    """One booking of a slot and how far its worker got. Every step the worker does in
+    Outlook is recorded here before the next one, so a retry continues and a cancellation
+    undoes exactly what the bridge did (its attachments, its subject suffix, its attendee).
+
+    Keys: partition = tenant (a tenant's deletion takes them), row = booking calendar|
+    reservation id (point reads; a calendar's reservations are one row range)."""
+
+    table: ClassVar[str] = "reservations"
+
+    tenant_id: str
+    booking_calendar: str
+    reservation_id: str
+    slot_id: str
+    status: ReservationStatus = ReservationStatus.PENDING
+    owner: str = ""  # the booking calendar's mailbox when the slot was claimed
+    booked_suffix: str = ""  # as configured then: a cancellation removes exactly this
+    booker: Booker = Field(default_factory=Booker)
+    answers: dict[str, Any] = Field(default_factory=dict)  # the form's fields, in the form's order
+    add_booker_as_attendee: bool = False
+    idempotency_key: str | None = None  # a hash of the host's key, never the key itself
+    slot_subject: str = ""
+    slot_start: datetime | None = None
+    slot_end: datetime | None = None
+    documents: list[ReservedDocument] = Field(default_factory=list)
+    # What the event was before the bridge touched it (taken by the worker before its first
+    # write): a cancellation restores it.
+    snapshot_taken: bool = False
+    preexisting_attachments: list[str] = Field(default_factory=list)
+    original_subject: str | None = None
+    original_body: str | None = None  # None: too large to keep; the body is left as booked
+    original_body_type: str | None = None
+    original_attendees: list[dict[str, str]] = Field(default_factory=list)
+    summary_attachment_id: str | None = None
+    event_marked: bool = False  # subject suffix, body and attendee written
+    notify_started: bool = False  # the attendees' notification was handed to Graph (at most once)
+    cancel_notify_started: bool = False
+    error: str | None = None
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, booking_calendar: str, reservation_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), join_key(booking_calendar, reservation_id)
+
+    @classmethod
+    def calendar_range(cls, booking_calendar: str) -> tuple[str, str]:
+        return prefix_range(escape_key(booking_calendar) + SEPARATOR)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.booking_calendar, self.reservation_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.booking_calendar, self.reservation_id)[1]
 
 
 # --- presence ------------------------------------------------------------------------------
@@ -838,6 +920,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     MailImport,
     MailImportState,
     MailLedgerEntry,
+    SlotClaim,
     Reservation,
     Presence,
     OutboxEvent,
