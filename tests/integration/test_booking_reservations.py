@@ -1,0 +1,244 @@
+"""Booking a slot end to end on the local stack: the real `function_app` on the local Functions
+host (HTTP routes and the `booking-reservations` queue worker), Azurite (tables, queue, staged
+documents) and the Graph emulator over HTTPS with the real msgraph-sdk and azure-identity
+clients. The admin's slots are made in the emulator as a person would in Outlook; what the host
+hears is read from its webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from pypdf import PdfReader
+
+from core.store.records import Reservation, SlotClaim
+from tests.integration.bridge_api import api_env  # noqa: F401 - fixture
+from tests.integration.test_calendar_sync_down import (  # noqa: F401 - fixtures
+    Bridge,
+    eventually,
+    graph,
+    start_bridge,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+OSLO = ZoneInfo("Europe/Oslo")
+PDF = b"%PDF-1.7\n% a referral letter\n" + b"0" * 2000
+# Above 3 MB: the worker must attach it through an upload session.
+SCAN = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * (5 * 1024 * 1024 // 256)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def next_weekday(weekday: int, weeks: int = 1) -> date:
+    today = datetime.now(OSLO).date()
+    return today + timedelta(days=(weekday - today.weekday()) % 7 + 7 * weeks)
+
+
+async def booking_calendar(bridge: Bridge, **settings: Any) -> tuple[str, str]:
+    """A booking calendar 'advice' over a new 'Bookable slots' calendar: (owner, calendar id)."""
+    owner = bridge.outlook.mailbox("booking")
+    calendar_id = bridge.graph.calendar.create_calendar(owner, "Bookable slots").id
+    body = {"displayName": "Rådgivning", "owner": owner, "calendar": "Bookable slots", **settings}
+    saved = await bridge.call("PUT", "/booking-calendars/advice", json_body=body)
+    assert saved.status == 201, saved.text
+    return owner, calendar_id
+
+
+def add_slot(bridge: Bridge, owner: str, calendar_id: str, day: date, hour: int = 10, **extra: Any) -> str:
+    start = {"dateTime": f"{day.isoformat()}T{hour:02d}:00:00", "timeZone": "Europe/Oslo"}
+    end = {"dateTime": f"{day.isoformat()}T{hour + 1:02d}:00:00", "timeZone": "Europe/Oslo"}
+    body = {"subject": "Konsultasjon", "start": start, "end": end, **extra}
+    record, _ = bridge.graph.calendar.create_event(owner, body, calendar_id=calendar_id)
+    return str(record.id)
+
+
+def received(bridge: Bridge, kind: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(r.body) for r in bridge.receiver.accepted if r.headers.get("M365Bridge-Event-Type") == kind
+    ]
+
+
+async def slot_ids(bridge: Bridge, day: date) -> list[str]:
+    reply = await bridge.call(
+        "GET",
+        "/booking-calendars/advice/slots",
+        params={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},
+    )
+    assert reply.status == 200, reply.text
+    return [s["slotId"] for s in reply.body["slots"] if s["available"]]
+
+
+async def stored(bridge: Bridge) -> tuple[list[Any], list[Any]]:
+    """Every slot claim and reservation row of the tenant."""
+    claims = [c async for c in bridge.app.tables.repo(SlotClaim).list(bridge.tenant_id)]
+    reservations = [r async for r in bridge.app.tables.repo(Reservation).list(bridge.tenant_id)]
+    return claims, reservations
+
+
+async def test_a_reservation_with_two_documents_and_the_summary_then_cancel_restores_the_slot(
+    start_bridge: Callable[..., Any],
+) -> None:
+    """GIVEN a listed slot WHEN a form books it with a PDF and a 5 MB scan THEN 201 pending; the
+    worker attaches both (the scan through an upload session) and a summary PDF that opens and
+    holds the form's values, suffixes the subject once, and the host hears booking.reserved;
+    WHEN the host cancels THEN the subject and attachments are as the admin left them, the slot
+    is listed again and the host hears booking.cancelled."""
+    async with start_bridge() as bridge:
+        owner, calendar_id = await booking_calendar(bridge)
+        day = next_weekday(2)  # a Wednesday
+        agenda_slot = add_slot(
+            bridge, owner, calendar_id, day, body={"contentType": "text", "content": "Rom 4"}
+        )
+        bridge.graph.calendar.add_attachment(owner, agenda_slot, name="agenda.pdf", data=PDF)
+        assert await slot_ids(bridge, day) == [agenda_slot]
+        sessions_before = bridge.graph.counters(owner).upload_sessions
+
+        body = {
+            "slotId": agenda_slot,
+            "booker": {"name": "Åse Nordmann", "email": "ase@example.org", "phone": "+47 900 00 000"},
+            "fields": {"Årsak": "Årskontroll", "Allergier": "Blåbærsyltetøy", "Samtykke": True},
+            "documents": [
+                {"name": "henvisning.pdf", "contentType": "application/pdf", "contentBase64": b64(PDF)},
+                {"name": "skann.png", "contentType": "image/png", "contentBase64": b64(SCAN)},
+            ],
+        }
+        reply = await bridge.call("POST", "/booking-calendars/advice/reservations", json_body=body)
+        assert reply.status == 201, reply.text
+        rid = reply.body["id"]
+        assert reply.body["status"] == "pending"
+        assert [d["size"] for d in reply.body["documents"]] == [len(PDF), len(SCAN)]
+
+        async def booked() -> dict[str, Any] | None:
+            got = await bridge.call("GET", f"/booking-calendars/advice/reservations/{rid}")
+            return got.body if got.body["status"] == "booked" else None
+
+        view = await eventually(booked, what="the reservation to be booked")
+        assert view["summaryAttached"] is True
+        assert all(d["attached"] for d in view["documents"])
+
+        event = bridge.graph.calendar.find(owner, agenda_slot).record
+        assert event.fields["subject"] == "Konsultasjon - Booket"
+        assert event.fields["body"]["content"].startswith("Booket av: Åse Nordmann <ase@example.org>")
+        files = {a.name: a.data for a in event.attachments}
+        assert files["agenda.pdf"] == PDF
+        assert files["henvisning.pdf"] == PDF
+        assert files["skann.png"] == SCAN
+        assert bridge.graph.counters(owner).upload_sessions == sessions_before + 1
+        [summary] = [data for name, data in files.items() if name.startswith("Bookingsammendrag")]
+        text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(summary)).pages)
+        for value in ("Årskontroll", "Blåbærsyltetøy", "Åse Nordmann", "henvisning.pdf", rid):
+            assert value in text
+        assert await slot_ids(bridge, day) == []
+        await eventually(lambda: received(bridge, "booking.reserved") or None, what="booking.reserved")
+        [reserved] = received(bridge, "booking.reserved")
+        assert reserved["data"]["reservationId"] == rid
+        assert reserved["data"]["fields"]["Allergier"] == "Blåbærsyltetøy"
+
+        cancel = await bridge.call("DELETE", f"/booking-calendars/advice/reservations/{rid}")
+        assert cancel.status == 202, cancel.text
+        assert cancel.body["status"] == "cancelling"
+
+        async def free() -> list[str] | None:
+            return await slot_ids(bridge, day) or None
+
+        assert await eventually(free, what="the slot to be free again") == [agenda_slot]
+        event = bridge.graph.calendar.find(owner, agenda_slot).record
+        assert event.fields["subject"] == "Konsultasjon"
+        assert event.fields["body"]["content"] == "Rom 4"
+        assert [a.name for a in event.attachments] == ["agenda.pdf"]
+        await eventually(lambda: received(bridge, "booking.cancelled") or None, what="booking.cancelled")
+        final = await bridge.call("GET", f"/booking-calendars/advice/reservations/{rid}")
+        assert final.body["status"] == "cancelled"
+        listed = await bridge.call("GET", "/booking-calendars/advice/reservations")
+        assert [r["id"] for r in listed.body["reservations"]] == [rid]
+
+
+async def test_of_100_concurrent_reservations_of_one_slot_one_gets_201_and_99_get_409(
+    start_bridge: Callable[..., Any],
+) -> None:
+    """R3: 100 forms book one slot at the same moment through the local host: exactly one 201,
+    99 problem+json 409s, and the slot's subject is suffixed exactly once."""
+    async with start_bridge() as bridge:
+        owner, calendar_id = await booking_calendar(bridge)
+        day = next_weekday(3)
+        slot = add_slot(bridge, owner, calendar_id, day)
+
+        async def book(n: int) -> Any:
+            body = {"slotId": slot, "booker": {"name": f"Person {n}", "email": f"p{n}@example.org"}}
+            return await bridge.call("POST", "/booking-calendars/advice/reservations", json_body=body)
+
+        replies = await asyncio.gather(*(book(n) for n in range(100)))
+        statuses = sorted(r.status for r in replies)
+        assert statuses == [201] + [409] * 99, statuses
+        assert all(r.is_problem(409) for r in replies if r.status == 409)
+        [winner] = [r for r in replies if r.status == 201]
+
+        async def booked() -> bool | None:
+            got = await bridge.call("GET", f"/booking-calendars/advice/reservations/{winner.body['id']}")
+            return True if got.body["status"] == "booked" else None
+
+        await eventually(booked, what="the one reservation to be booked")
+        assert bridge.graph.calendar.find(owner, slot).record.fields["subject"] == "Konsultasjon - Booket"
+        claims, reservations = await stored(bridge)
+        assert [c.reservation_id for c in claims] == [winner.body["id"]]
+        assert len(reservations) == 1
+
+
+async def test_a_slot_deleted_in_outlook_after_listing_answers_410_and_writes_nothing(
+    start_bridge: Callable[..., Any],
+) -> None:
+    async with start_bridge() as bridge:
+        owner, calendar_id = await booking_calendar(bridge)
+        day = next_weekday(1)
+        slot = add_slot(bridge, owner, calendar_id, day)
+        assert await slot_ids(bridge, day) == [slot]
+        bridge.graph.calendar.delete_event(owner, slot)
+        body = {
+            "slotId": slot,
+            "booker": {"name": "Åse"},
+            "documents": [{"name": "a.pdf", "contentType": "application/pdf", "contentBase64": b64(PDF)}],
+        }
+        reply = await bridge.call("POST", "/booking-calendars/advice/reservations", json_body=body)
+        assert reply.is_problem(410), reply.text
+        assert await stored(bridge) == ([], [])
+        blobs = [b async for b in bridge.app.blobs.get_container_client("staged-documents").list_blobs()]
+        assert [b.name for b in blobs if b.name.startswith("bookings/")] == []
+        assert received(bridge, "booking.reserved") == []
+
+
+async def test_a_booking_the_app_may_not_write_fails_releases_the_slot_and_tells_the_host(
+    start_bridge: Callable[..., Any],
+) -> None:
+    """GIVEN admin consent for Calendars.ReadWrite missing (Calendars.Read only) THEN the worker
+    fails the booking in plain words naming the permission, gives the slot back, and the host
+    hears booking.failed."""
+    async with start_bridge() as bridge:
+        outlook = bridge.outlook
+        # Before the bridge's first token: tokens carry the roles consented when issued.
+        bridge.graph.revoke(outlook.tenant_id, outlook.client_id, "Calendars.ReadWrite")
+        bridge.graph.grant(outlook.tenant_id, outlook.client_id, "Calendars.Read")
+        owner, calendar_id = await booking_calendar(bridge)
+        day = next_weekday(4)
+        slot = add_slot(bridge, owner, calendar_id, day, hour=9)
+        body = {"slotId": slot, "booker": {"name": "Åse", "email": "ase@example.org"}}
+        reply = await bridge.call("POST", "/booking-calendars/advice/reservations", json_body=body)
+        assert reply.status == 201, reply.text
+
+        async def failed() -> list[dict[str, Any]] | None:
+            return received(bridge, "booking.failed") or None
+
+        [event] = await eventually(failed, what="booking.failed")
+        assert "Calendars.ReadWrite" in event["data"]["reason"]
+        assert await slot_ids(bridge, day) == [slot]
+        assert bridge.graph.calendar.find(owner, slot).record.fields["subject"] == "Konsultasjon"
+        assert datetime.now(UTC) < datetime.fromisoformat(event["data"]["start"])
