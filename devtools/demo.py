@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -619,6 +620,62 @@ async def job_booking_slots(
     )
 
 
+async def job_booking_reserve(
+    http: aiohttp.ClientSession,
+    host: Any,
+    demo: DemoTenant,
+    tenant_key: dict[str, str],
+    receiver: DemoReceiver,
+) -> None:
+    """Two forms book the same slot at once: one 201, one 409. The worker marks the slot booked
+    in Outlook with the upload and a PDF summary; cancelling restores it."""
+    base = host.base_url + "/api/v1/tenants/contoso-demo/booking-calendars/advice"
+    async with http.get(f"{base}/slots", headers=tenant_key) as resp:
+        slot = next(s for s in (await resp.json(content_type=None))["slots"] if s["available"])
+
+    def form(name: str) -> dict[str, Any]:
+        referral = base64.b64encode(b"%PDF-1.7 demo referral").decode()
+        return {
+            "slotId": slot["slotId"],
+            "slotVersion": slot["version"],
+            "booker": {"name": name, "email": "kari@example.org"},
+            "fields": {"Årsak": "Årskontroll", "Telefon": "+47 900 00 000"},
+            "documents": [
+                {"name": "henvisning.pdf", "contentType": "application/pdf", "contentBase64": referral}
+            ],
+        }
+
+    async def book(name: str) -> tuple[int, dict[str, Any]]:
+        async with http.post(f"{base}/reservations", json=form(name), headers=tenant_key) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    answers = await asyncio.gather(book("Kari Nordmann"), book("Ola Nordmann"))
+    [(_, reservation)] = [a for a in answers if a[0] == 201]
+
+    def events(kind: str) -> list[dict[str, Any]]:
+        return [json.loads(b)["data"] for b, _ in receiver.received if json.loads(b)["type"] == kind]
+
+    await _wait_for("job booking (booked)", _async(lambda: events("booking.reserved")))
+    event = demo.graph.calendar.find(demo.grady, slot["slotId"]).record
+    booked_subject = event.fields["subject"]
+    attached = sorted(a.name for a in event.attachments)
+    say(
+        f"✓ job booking: two forms POST …/reservations at once → HTTP {sorted(a[0] for a in answers)}; "
+        f"booking.reserved; Outlook shows {booked_subject!r} with {attached}"
+    )
+    async with http.delete(f"{base}/reservations/{reservation['id']}", headers=tenant_key) as resp:
+        cancel_status = resp.status
+    await _wait_for("job booking (cancelled)", _async(lambda: events("booking.cancelled")))
+    event = demo.graph.calendar.find(demo.grady, slot["slotId"]).record
+    async with http.get(f"{base}/slots", headers=tenant_key) as resp:
+        free = any(s["slotId"] == slot["slotId"] for s in (await resp.json(content_type=None))["slots"])
+    say(
+        f"✓ job booking cancel: DELETE …/reservations/{reservation['id'][:10]}… (HTTP {cancel_status}) → "
+        f"booking.cancelled; Outlook shows {event.fields['subject']!r} with {len(event.attachments)} "
+        f"attachments; slot {'listed again' if free else 'STILL TAKEN'}"
+    )
+
+
 def _async(check: Any) -> Any:
     async def run() -> bool:
         return bool(check())
@@ -686,6 +743,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_calendar_push(http, host, demo, tenant_key, receiver)
                 await job_mail_import(http, host, demo, tenant_key, receiver)
                 await job_booking_slots(http, host, demo, tenant_key)
+                await job_booking_reserve(http, host, demo, tenant_key, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

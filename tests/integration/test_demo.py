@@ -112,6 +112,19 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             output,
             re.M,
         ), output
+        assert re.search(
+            r"^✓ job booking: two forms POST …/reservations at once → HTTP \[201, 409\]; booking\.reserved; "
+            r"Outlook shows 'Rådgivning - Booket' with "
+            r"\['Bookingsammendrag [\d-]+ \d{4}\.pdf', 'henvisning\.pdf'\]",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r"^✓ job booking cancel: DELETE …/reservations/r-\w+… \(HTTP 202\) → booking\.cancelled; "
+            r"Outlook shows 'Rådgivning' with 0 attachments; slot listed again",
+            output,
+            re.M,
+        ), output
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:
