@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from core.booking.queue import ReservationQueue
+from core.booking.sweep import sweep_reservations
 from core.calendar.cleanup import forget_unlinked_calendars
 from core.host.retention import prune_outbox
 from core.runs import Clock, RunHandle, track_run, utc_now
@@ -23,11 +25,13 @@ async def housekeeping(
     clock: Clock = utc_now,
     outbox: Tables | None = None,
     outbox_retention_days: int = 30,
+    reservations: ReservationQueue | None = None,
 ) -> RunHandle:
     """Delete runs that started more than `retention_days` ago and, given the tables, outbox
     rows older than `outbox_retention_days` that are settled (core.host.retention) and the
-    sync state of calendars no longer linked (core.calendar.cleanup), recording this run
-    itself."""
+    sync state of calendars no longer linked (core.calendar.cleanup), and, given the
+    reservation queue, what crashed bookings left behind (core.booking.sweep), recording this
+    run itself."""
     async with track_run(runs, FUNCTION, clock=clock) as run:
         cutoff = clock() - timedelta(days=retention_days)
         run.add("runs_pruned", await runs.delete_older_than(cutoff))
@@ -37,5 +41,11 @@ async def housekeeping(
             forgotten = 0
             async for tenant in outbox.repo(Tenant).list(Tenant.PARTITION):
                 forgotten += await forget_unlinked_calendars(outbox, tenant.tenant_id, clock())
+                if reservations is not None:
+                    released, requeued = await sweep_reservations(
+                        outbox, tenant.tenant_id, reservations, clock()
+                    )
+                    run.add("orphaned_slot_claims_released", released)
+                    run.add("stuck_reservations_requeued", requeued)
             run.add("unlinked_calendar_rows_removed", forgotten)
     return run

@@ -20,4 +20,5 @@ async def housekeeping(timer: func.TimerRequest) -> None:
         clock=app.clock,
         outbox=app.tables,
         outbox_retention_days=app.settings.outbox_retention_days,
+        reservations=app.reservation_queue(),
     )

@@ -24,6 +24,7 @@ from core.graph.model import Attendee, BodyType, EventChanges, EventDraft
 from core.host import InMemoryDeliveryQueue, Outbox
 from core.host.records import OutboxEntry
 from core.host.store import OutboxStore
+from core.housekeeping import housekeeping
 from core.mail.staging import InMemoryDocumentStore
 from core.request_errors import EditConflict, InvalidInput, ItemGone
 from core.store import memory_tables
@@ -417,3 +418,43 @@ async def test_attendees_are_notified_once_when_the_calendar_asks_for_it(world: 
     await world.service().cancel(world.config, reservation.reservation_id)
     await world.drain()
     assert [m.subject for m in world.graph.sent_mail(OWNER)][1].startswith("Booking avlyst")
+
+
+async def test_housekeeping_releases_orphaned_claims_and_requeues_stuck_reservations(world: World):
+    """GIVEN a claim whose request died before its reservation row, and a pending reservation
+    whose queue message was lost WHEN housekeeping runs 10 minutes later THEN the orphaned
+    claim is gone (its slot listed again) and the stuck reservation is queued and then booked;
+    a fresh claim is left alone."""
+    orphan_slot, stuck_slot, fresh_slot = world.slot(), world.slot(day=1), world.slot(day=2)
+    claims = world.tables.repo(SlotClaim)
+    await claims.insert(
+        SlotClaim(
+            tenant_id=TENANT,
+            booking_calendar="advice",
+            slot_id=orphan_slot,
+            reservation_id="r-x",
+            claimed_at=NOW,
+        )
+    )
+    stuck = await world.reserve(stuck_slot)
+    world.queue.take()  # the message is lost
+    world.clock.advance(timedelta(minutes=11))
+    await claims.insert(
+        SlotClaim(
+            tenant_id=TENANT,
+            booking_calendar="advice",
+            slot_id=fresh_slot,
+            reservation_id="r-y",
+            claimed_at=world.clock(),
+        )
+    )
+
+    run = await housekeeping(
+        world.tables.runs(), 30, clock=world.clock, outbox=world.tables, reservations=world.queue
+    )
+
+    assert run.counts["orphaned_slot_claims_released"] == 1
+    assert run.counts["stuck_reservations_requeued"] == 1
+    assert sorted(c.slot_id for c in await world.claims()) == sorted([stuck_slot, fresh_slot])
+    await world.drain()
+    assert (await world.row(stuck.reservation_id)).status is ReservationStatus.BOOKED
