@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -63,10 +64,12 @@ from core.timezones import zone_for
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
+# Long enough for 50 MB of uploads at a slow Graph; a crashed worker delays its retry this long.
+LEASE = timedelta(minutes=5)
 # host.json's maxDequeueCount: the delivery that may not fail again (the next would be poison).
 MAX_DELIVERIES = 5
 MAX_REQUEUES = 10
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _MAX_BODY_KEPT = 30_000  # characters of the original body the row keeps to restore it
 
 # Failures a later delivery may get past; anything else (the event is gone, consent is
@@ -462,7 +465,7 @@ def _marked(tenant: Tenant, row: Reservation, event: Event) -> EventChanges:
     original = row.original_body if row.original_body is not None else event.body
     if event.body_type is BodyType.HTML:
         block = "<p>" + "<br>".join(html.escape(line) for line in lines) + "</p><hr>"
-        body = block + original
+        body = _after_body_tag(original, block)
     else:
         body = "\n".join(lines) + "\n\n" + original
     attendees = None
@@ -471,6 +474,15 @@ def _marked(tenant: Tenant, row: Reservation, event: Event) -> EventChanges:
         if all(a.address.lower() != row.booker.email for a in current):
             attendees = (*current, Attendee(address=row.booker.email, name=row.booker.name))
     return EventChanges(subject=subject, body=body, body_type=event.body_type, attendees=attendees)
+
+
+def _after_body_tag(document: str, block: str) -> str:
+    """`block` at the start of an HTML body: after `<body …>` when the document has one (Outlook
+    stores whole documents), else in front."""
+    match = _BODY_TAG.search(document)
+    if match is None:
+        return block + document
+    return document[: match.end()] + block + document[match.end() :]
 
 
 def _unmarked(row: Reservation, event: Event) -> EventChanges | None:
