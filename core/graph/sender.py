@@ -203,18 +203,27 @@ class GraphSender:
     async def send(self, call: Call) -> Reply:
         """Send `call`, retrying within the policy; a 2xx comes back as a `Reply`, anything else
         as a named `GraphError`."""
+
+        async def once() -> tuple[httpx.Response | None, _Failure | None]:
+            info = self._request_info(call)  # fresh per attempt: a fresh token, no stale headers
+            async with self._limiter.slot(call.mailbox):
+                try:
+                    return await self._adapter.send_primitive_async(info, "bytes", None), None
+                except Exception as exc:  # classified, then raised outside
+                    return None, _classify(exc, call)
+
+        return await self._with_retries(call, once)
+
+    async def _with_retries(
+        self, call: Call, once: Callable[[], Awaitable[tuple[httpx.Response | None, _Failure | None]]]
+    ) -> Reply:
+        """Run `once` (one attempt: a response, or the failure it met) until it succeeds, or
+        the policy says stop: then its named error is raised, outside any `except`."""
         attempt = 0
         waited = 0.0
         while True:
             attempt += 1
-            info = self._request_info(call)  # fresh per attempt: a fresh token, no stale headers
-            failure: _Failure | None = None
-            response: httpx.Response | None = None
-            async with self._limiter.slot(call.mailbox):
-                try:
-                    response = await self._adapter.send_primitive_async(info, "bytes", None)
-                except Exception as exc:  # classified, then raised outside
-                    failure = _classify(exc, call)
+            response, failure = await once()
             if response is not None:
                 if response.is_success:
                     return Reply(response.status_code, response.headers, response.content)
@@ -293,31 +302,21 @@ class GraphSender:
             "Content-Range": f"bytes {start}-{end}/{total}",
             "Content-Type": "application/octet-stream",
         }
-        attempt = 0
-        waited = 0.0
-        while True:
-            attempt += 1
-            failure: _Failure | None = None
-            response: httpx.Response | None = None
+
+        async def once() -> tuple[httpx.Response | None, _Failure | None]:
             async with self._limiter.slot(call.mailbox):
                 try:
-                    response = await self._http.put(
+                    sent = await self._http.put(
                         url, content=content, headers=headers, extensions=_NO_REDIRECTS
                     )
+                    return sent, None
                 except Exception as exc:
                     failure = _classify(exc, call)
                     if isinstance(exc, _NOT_SENT):
                         failure.retryable = True
-            if response is not None:
-                if response.is_success:
-                    return Reply(response.status_code, response.headers, response.content)
-                failure = _failure_for(response.status_code, response.headers, response.content, call)
-            assert failure is not None
-            delay = self._delay(failure, attempt, waited)
-            if delay is None:
-                raise failure.error
-            await self._sleep(delay)
-            waited += delay
+                    return None, failure
+
+        return await self._with_retries(call, once)
 
     async def cancel_upload(self, call: Call) -> None:
         """DELETE the upload session at `call.url` (no Authorization header), so a session
