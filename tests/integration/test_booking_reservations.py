@@ -242,3 +242,44 @@ async def test_a_booking_the_app_may_not_write_fails_releases_the_slot_and_tells
         assert await slot_ids(bridge, day) == [slot]
         assert bridge.graph.calendar.find(owner, slot).record.fields["subject"] == "Konsultasjon"
         assert datetime.now(UTC) < datetime.fromisoformat(event["data"]["start"])
+
+
+async def test_the_attendees_hear_of_the_booking_and_its_cancellation_once_each(
+    start_bridge: Callable[..., Any],
+) -> None:
+    """GIVEN a booking calendar that notifies attendees and a slot with a colleague invited
+    WHEN a form books it with the booker added as attendee, then the host cancels THEN the
+    colleague's inbox holds one booking mail and one cancellation, sent from the owner's
+    mailbox through Graph, and the booker was an attendee only while booked."""
+    async with start_bridge() as bridge:
+        outlook = bridge.outlook
+        bridge.graph.grant(outlook.tenant_id, outlook.client_id, "Mail.Send")  # before the first token
+        owner, calendar_id = await booking_calendar(bridge, notifyAttendees=True, addSummary=False)
+        colleague = outlook.mailbox("kollega")
+        attendee = {"emailAddress": {"address": colleague, "name": "Kollega"}, "type": "required"}
+        day = next_weekday(2, weeks=2)
+        slot = add_slot(bridge, owner, calendar_id, day, attendees=[attendee])
+        body = {
+            "slotId": slot,
+            "booker": {"name": "Åse Nordmann", "email": "ase@example.org"},
+            "addBookerAsAttendee": True,
+        }
+        reply = await bridge.call("POST", "/booking-calendars/advice/reservations", json_body=body)
+        assert reply.status == 201, reply.text
+        mail = bridge.graph.module("mail").mail
+
+        def inbox() -> list[str]:
+            return [m.subject for m in mail.messages(colleague, "inbox")]
+
+        await eventually(lambda: inbox() or None, what="the booking mail")
+        assert inbox() == ["Konsultasjon - Booket"]
+        attendees = bridge.graph.calendar.find(owner, slot).record.fields["attendees"]
+        assert sorted(a["emailAddress"]["address"] for a in attendees) == sorted(
+            [colleague, "ase@example.org"]
+        )
+
+        await bridge.call("DELETE", f"/booking-calendars/advice/reservations/{reply.body['id']}")
+        await eventually(lambda: len(inbox()) == 2 or None, what="the cancellation mail")
+        assert sorted(inbox()) == ["Booking avlyst: Konsultasjon", "Konsultasjon - Booket"]
+        attendees = bridge.graph.calendar.find(owner, slot).record.fields["attendees"]
+        assert [a["emailAddress"]["address"] for a in attendees] == [colleague]
