@@ -12,6 +12,7 @@ from functions import (
     housekeeping,
     mail,
     operator,
+    presence,
     resources,
     runs,
 )
@@ -28,4 +29,5 @@ app.register_functions(calendar.bp)
 app.register_functions(appointments.bp)
 app.register_functions(mail.bp)
 app.register_functions(booking.bp)
+app.register_functions(presence.bp)
 app.register_functions(runs.bp)

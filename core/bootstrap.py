@@ -41,6 +41,7 @@ from core.host import (
 from core.mail.importer import AzureImportQueue, MailImporter
 from core.mail.staging import AzureDocumentStore
 from core.observability import configure_logging
+from core.presence.monitor import AzurePresenceQueue, PresenceMonitor
 from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
 from core.settings import Settings, StorageSettings
@@ -178,6 +179,16 @@ class Container:
             self.reservation_queue(),
             self.outbox(),
             clock=self.clock,
+        )
+
+    def presence_queue(self) -> AzurePresenceQueue:
+        """Presence reads and ticks, for the `presence` queue trigger."""
+        return AzurePresenceQueue(self.queues)
+
+    def presence_monitor(self) -> PresenceMonitor:
+        """Reads free/busy and tells the host of presence changes (the `presence` trigger)."""
+        return PresenceMonitor(
+            self.tables, self.graphs, self.presence_queue(), self.outbox(), clock=self.clock
         )
 
     def delivery_queue(self) -> AzureDeliveryQueue:

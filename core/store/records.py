@@ -732,23 +732,63 @@ class Reservation(Record):
 class PresenceStatus(StrEnum):
     FREE = "free"
     BUSY = "busy"
-    UNKNOWN = "unknown"  # not read yet, or the last read failed
+    UNKNOWN = "unknown"  # not read yet, or the last read failed (`reason` says why)
+
+
+class PresenceSettings(Record):
+    """A tenant's presence rules (seed 002). Keys: partition = tenant, row = `settings`."""
+
+    table: ClassVar[str] = "presencesettings"
+    ROW: ClassVar[str] = "settings"
+
+    tenant_id: str
+    busy_statuses: list[str] = Field(default_factory=lambda: ["busy"])  # Outlook showAs values
+    show_subjects: bool = True  # never for private events
+    refresh_minutes: int = 5
+    monitor_account: str | None = (
+        None  # the mailbox getSchedule is asked as (default: each batch's first user)
+    )
+    last_poll_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), cls.ROW
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id)[1]
 
 
 class Presence(Record):
-    """What the switchboard sees for one monitored user.
+    """One monitored user (a switchboard's "enable per user") and what the switchboard sees.
 
     Keys: partition = tenant, row = lower-cased e-mail. `GET …/presence` lists the tenant's
-    partition; the monitor compares and writes one row per user on transitions."""
+    partition or reads rows by point. `items` are the user's calendar items from the last
+    getSchedule read (the next day), so each state change can be told at its own moment from
+    them, between reads; `emitted` is the status last told to the host (never told twice)."""
 
     table: ClassVar[str] = "presence"
 
     tenant_id: str
     email: str
+    display_name: str = ""
     status: PresenceStatus = PresenceStatus.UNKNOWN
+    reason: str | None = None  # why the status is unknown, in plain words
     show_as: str | None = None
+    subject: str | None = None
+    location: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    items: list[dict[str, Any]] = Field(default_factory=list)
+    read_at: datetime | None = None
+    tick_at: datetime | None = None  # when the next state change is due (a queued tick)
+    emitted: str | None = None
+    created_at: datetime | None = None
     updated_at: datetime | None = None
 
     @classmethod
@@ -922,6 +962,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     MailLedgerEntry,
     SlotClaim,
     Reservation,
+    PresenceSettings,
     Presence,
     OutboxEvent,
     Counter,

@@ -24,6 +24,7 @@ from core.store.records import (
     MailLedgerEntry,
     OutboxEvent,
     Presence,
+    PresenceSettings,
     PresenceStatus,
     PushOp,
     PushStatus,
@@ -247,6 +248,21 @@ def sample_records() -> list[Record]:
             show_as="busy",
             since=NOW,
             until=NOW + timedelta(minutes=30),
+            subject="Styremøte",
+            items=[
+                {"start": "2024-03-31T08:00:00+00:00", "end": "2024-03-31T09:00:00+00:00", "showAs": "busy"}
+            ],
+            read_at=NOW,
+            tick_at=NOW + timedelta(minutes=30),
+            emitted="busy",
+        ),
+        PresenceSettings(
+            tenant_id=TENANT,
+            busy_statuses=["busy", "oof"],
+            show_subjects=False,
+            refresh_minutes=2,
+            monitor_account="sentralbord@contoso.example",
+            last_poll_at=NOW,
         ),
         OutboxEvent(
             tenant_id=TENANT,

@@ -1,0 +1,1 @@
+"""Presence for a switchboard: busy while the calendar says busy (seed 002)."""
