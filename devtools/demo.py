@@ -676,6 +676,46 @@ async def job_booking_reserve(
     )
 
 
+async def job_presence(
+    http: aiohttp.ClientSession,
+    host: Any,
+    demo: DemoTenant,
+    tenant_key: dict[str, str],
+    receiver: DemoReceiver,
+) -> None:
+    """The switchboard: two people enabled; Grady's meeting starts in a few seconds and ends a
+    few seconds later, and the switchboard hears busy and free at those moments."""
+    base = host.base_url + "/api/v1/tenants/contoso-demo/presence"
+    adele, grady = demo.adele.user_principal_name, demo.grady.user_principal_name
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    end = start + timedelta(seconds=3)
+    meeting = {
+        "subject": "Kundemøte",
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+    }
+    demo.graph.calendar.create_event(demo.grady, meeting)
+    for upn in (adele, grady):
+        async with http.put(f"{base}/monitors/{upn}", json={}, headers=tenant_key) as resp:
+            assert resp.status == 201, await resp.text()
+
+    def told() -> list[dict[str, Any]]:
+        return [
+            json.loads(b)["data"]
+            for b, _ in receiver.received
+            if json.loads(b)["type"] == "presence.changed" and json.loads(b)["data"]["email"] == grady
+        ]
+
+    await _wait_for("job presence", _async(lambda: len(told()) >= 3), seconds=30)
+    async with http.get(f"{base}?users={adele},{grady}", headers=tenant_key) as resp:
+        users = (await resp.json(content_type=None))["users"]
+    changes = [f"{c['status']} {c['since'][11:19] if c['since'] else '-'}" for c in told()]
+    say(
+        f"✓ job presence: 2 users enabled; Grady's meeting {start:%H:%M:%S}-{end:%H:%M:%S} → "
+        f"presence.changed {changes}; GET …/presence → {[u['status'] for u in users]}"
+    )
+
+
 def _async(check: Any) -> Any:
     async def run() -> bool:
         return bool(check())
@@ -744,6 +784,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_mail_import(http, host, demo, tenant_key, receiver)
                 await job_booking_slots(http, host, demo, tenant_key)
                 await job_booking_reserve(http, host, demo, tenant_key, receiver)
+                await job_presence(http, host, demo, tenant_key, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

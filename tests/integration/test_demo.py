@@ -125,6 +125,14 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             output,
             re.M,
         ), output
+        presence = re.search(
+            r"^✓ job presence: 2 users enabled; Grady's meeting (\S+)-(\S+) → presence\.changed "
+            r"\['free -', 'busy (\S+)', 'free (\S+)'\]; GET …/presence → \['free', 'free'\]",
+            output,
+            re.M,
+        )
+        assert presence, output
+        assert presence.group(1, 2) == presence.group(3, 4)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:
