@@ -120,6 +120,8 @@ class Container:
                 self.graph_for,
                 authority=self.settings.graph_authority_host,
                 ca_bundle=str(ca) if ca else None,
+                managed_identity_client_id=self.settings.managed_identity_client_id,
+                bridge_app_client_id=self.settings.bridge_app_client_id,
             )
         return self._graphs
 

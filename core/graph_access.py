@@ -7,21 +7,30 @@ another client id, a rotated secret (read through the cached secret store) — t
 builds a new gateway; the old one is closed with the process, because invocations still
 running may hold it.
 
-Credential modes: `client_secret` (the tenant's own app registration; its secret in the
-secrets port). The other modes fail here with `TokenUnavailable` naming what is missing, which
-a run records in plain words.
+Credential modes:
+- `client_secret`: the tenant's own app registration; its secret in the secrets port.
+- `managed`: the deployment's own app registration (made by infra/, `BRIDGE_APP_CLIENT_ID`, or
+  the tenant's `clientId`), secretless: the Function App's user-assigned managed identity
+  (`AZURE_CLIENT_ID`) gets an `api://AzureADTokenExchange` token, which Entra ID accepts as the
+  app's client assertion because the app trusts that identity as a federated credential. The
+  customer tenant grants admin consent once (`admin_consent_url`).
+- `delegated`: not a tenant-wide credential; fails here with `TokenUnavailable` naming it.
+Whatever is missing fails with `TokenUnavailable` in plain words, which a run records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from core.graph.errors import TokenUnavailable
+from core.graph.client import GRAPH_SCOPE
+from core.graph.errors import TokenUnavailable, aad_code
 from core.graph.port import GraphGateway
 from core.secrets import SecretStore
 from core.store.records import CredentialMode, Tenant
@@ -32,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+TOKEN_EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"  # noqa: S105 - a scope, not a secret
 
 
 class GraphProvider(Protocol):
@@ -55,7 +65,11 @@ class TenantGraphs:
         *,
         authority: str = PUBLIC_AUTHORITY,
         ca_bundle: str | None = None,
+        managed_identity_client_id: str | None = None,
+        bridge_app_client_id: str | None = None,
     ) -> None:
+        self._managed_identity = managed_identity_client_id
+        self._bridge_app = bridge_app_client_id
         self._secrets = secrets
         self._open = open_gateway
         self._authority = authority
@@ -75,7 +89,19 @@ class TenantGraphs:
             entry = self._entries.get(tenant.tenant_id)
             if entry is not None and entry.fingerprint == fingerprint:
                 return entry.gateway
-            credential = self._client_secret_credential(directory, client_id, secret)
+            if mode == CredentialMode.MANAGED_IDENTITY.value:
+                credential = self._managed_credential(directory, client_id)
+            else:
+                assert tenant.client_secret_name is not None  # checked by _credential_parts
+                credential = cast(
+                    "AsyncTokenCredential",
+                    _RotatingSecretCredential(
+                        lambda value: self._client_secret_credential(directory, client_id, value),
+                        self._secrets,
+                        tenant.client_secret_name,
+                        secret,
+                    ),
+                )
             fresh = _Entry(fingerprint, self._open(credential), credential)
             if entry is not None:
                 self._retired.append(entry)
@@ -85,12 +111,34 @@ class TenantGraphs:
             self._entries[tenant.tenant_id] = fresh
             return fresh.gateway
 
+    async def token_claims(self, tenant: Tenant) -> dict[str, Any]:
+        """The claims of a Graph access token for the tenant's credential, as Entra ID issued it
+        (not verified: the bridge only reads what it was granted — `roles` for app-only
+        permissions, `scp` for delegated ones). Raises `TokenUnavailable` when no token is had,
+        with Entra's error code (AADSTS…) when it gave one."""
+        from azure.core.exceptions import ClientAuthenticationError
+
+        await self.gateway(tenant)  # builds (or reuses) the credential
+        entry = self._entries[tenant.tenant_id]
+        try:
+            token = await entry.credential.get_token(GRAPH_SCOPE)
+        except ClientAuthenticationError as exc:
+            code = aad_code(str(exc))
+            raise TokenUnavailable(
+                f"tenant {tenant.tenant_id!r}: Entra ID issued no token" + (f" ({code})" if code else ""),
+                aad_code=code,
+                operation="token",
+            ) from None
+        return _claims(token.token)
+
     async def _credential_parts(self, tenant: Tenant) -> tuple[str, str, str, str]:
         where = f"tenant {tenant.tenant_id!r}"
+        if tenant.credential_mode is CredentialMode.MANAGED_IDENTITY:
+            return self._managed_parts(tenant, where)
         if tenant.credential_mode is not CredentialMode.CLIENT_SECRET:
             raise TokenUnavailable(
-                f"{where}: credential mode {tenant.credential_mode.value!r} is not available in this "
-                "deployment; use client_secret (the tenant's own app registration and secret)",
+                f"{where}: credential mode {tenant.credential_mode.value!r} signs in each user on their "
+                "own; tenant-wide Graph access needs client_secret or managed",
                 operation="token",
             )
         if not tenant.graph_tenant_id or not tenant.graph_client_id:
@@ -105,6 +153,54 @@ class TenantGraphs:
                 f"{where}: the client secret is missing from the secret store", operation="token"
             )
         return tenant.credential_mode.value, tenant.graph_client_id, tenant.graph_tenant_id, secret
+
+    def _managed_parts(self, tenant: Tenant, where: str) -> tuple[str, str, str, str]:
+        client_id = tenant.graph_client_id or self._bridge_app
+        if not tenant.graph_tenant_id:
+            raise TokenUnavailable(f"{where}: the Microsoft Entra tenant id is not set", operation="token")
+        if not client_id:
+            raise TokenUnavailable(
+                f"{where}: managed mode needs the deployment's app registration (BRIDGE_APP_CLIENT_ID) "
+                "or the tenant's graph.clientId",
+                operation="token",
+            )
+        if not self._managed_identity:
+            raise TokenUnavailable(
+                f"{where}: managed mode needs the Function App's managed identity (AZURE_CLIENT_ID)",
+                operation="token",
+            )
+        # The identity is part of the fingerprint: a changed AZURE_CLIENT_ID builds a new credential.
+        return (
+            CredentialMode.MANAGED_IDENTITY.value,
+            client_id,
+            tenant.graph_tenant_id,
+            self._managed_identity,
+        )
+
+    def admin_consent_url(self, tenant: Tenant) -> str | None:
+        """Where the customer's admin grants the deployment's app its permissions, once (managed
+        mode): Entra's admin consent endpoint for the tenant and app."""
+        client_id = tenant.graph_client_id or self._bridge_app
+        if tenant.credential_mode is not CredentialMode.MANAGED_IDENTITY or not client_id:
+            return None
+        directory = tenant.graph_tenant_id or "organizations"
+        return f"{self._authority.rstrip('/')}/{directory}/adminconsent?client_id={client_id}"
+
+    def _managed_credential(self, directory: str, client_id: str) -> AsyncTokenCredential:
+        from azure.identity.aio import ClientAssertionCredential, ManagedIdentityCredential
+
+        extra: dict[str, Any] = {"connection_verify": self._ca_bundle} if self._ca_bundle else {}
+        identity = ManagedIdentityCredential(client_id=self._managed_identity, **extra)
+        federated = _FederatedCredential(identity)
+        federated.app = ClientAssertionCredential(
+            directory,
+            client_id,
+            federated.assertion,
+            authority=self._authority,
+            disable_instance_discovery=self._authority != PUBLIC_AUTHORITY,
+            **extra,
+        )
+        return cast("AsyncTokenCredential", federated)
 
     def _client_secret_credential(self, directory: str, client_id: str, secret: str) -> AsyncTokenCredential:
         from azure.identity.aio import ClientSecretCredential
@@ -125,3 +221,111 @@ class TenantGraphs:
         for entry in (*entries, *retired):
             await entry.gateway.close()
             await entry.credential.close()
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """A JWT's payload (its middle part), unverified."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+class _FederatedCredential:
+    """The app's credential in managed mode: before each token request, an exchange token from
+    the managed identity (async; the identity credential caches it) becomes the client
+    assertion. `ClientAssertionCredential` asks for its assertion synchronously, so the async
+    fetch happens here, first — a blocking fetch inside its callback would stall the event loop."""
+
+    def __init__(self, identity: Any) -> None:
+        self._identity = identity
+        self._assertion = ""
+        self.app: Any = None
+
+    def assertion(self) -> str:
+        return self._assertion
+
+    async def _refresh(self) -> None:
+        self._assertion = (await self._identity.get_token(TOKEN_EXCHANGE_SCOPE)).token
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        await self._refresh()
+        return await self.app.get_token(*scopes, **kwargs)
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        await self._refresh()
+        return await self.app.get_token_info(*scopes, options=options)
+
+    async def close(self) -> None:
+        await self.app.close()
+        await self._identity.close()
+
+    async def __aenter__(self) -> _FederatedCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+# Entra ID's answers to a client secret that is no longer the app's: wrong, or expired.
+_STALE_SECRET_CODES = frozenset({"AADSTS7000215", "AADSTS7000222"})
+
+
+class _RotatingSecretCredential:
+    """A client-secret credential that survives a rotation made elsewhere (in Key Vault, by an
+    operator or another instance): when Entra ID refuses the secret, the secret is read again
+    past the cache, and if it changed the request is tried once more with the new one."""
+
+    def __init__(self, build: Any, secrets: SecretStore, name: str, secret: str) -> None:
+        self._build = build
+        self._secrets = secrets
+        self._name = name
+        self._secret = secret
+        self._inner: Any = build(secret)
+        self._old: list[Any] = []
+
+    async def _renewed(self, exc: Exception) -> bool:
+        if aad_code(str(exc)) not in _STALE_SECRET_CODES:
+            return False
+        invalidate = getattr(self._secrets, "invalidate", None)
+        if invalidate is not None:
+            invalidate(self._name)
+        fresh = await self._secrets.get(self._name)
+        if not fresh or fresh == self._secret:
+            return False
+        log.info("client secret rotated elsewhere; signing in with the new one")
+        self._old.append(self._inner)
+        self._secret, self._inner = fresh, self._build(fresh)
+        return True
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return await self._inner.get_token(*scopes, **kwargs)
+        except ClientAuthenticationError as exc:
+            if not await self._renewed(exc):
+                raise
+        return await self._inner.get_token(*scopes, **kwargs)
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return await self._inner.get_token_info(*scopes, options=options)
+        except ClientAuthenticationError as exc:
+            if not await self._renewed(exc):
+                raise
+        return await self._inner.get_token_info(*scopes, options=options)
+
+    async def close(self) -> None:
+        for credential in (*self._old, self._inner):
+            await credential.close()
+
+    async def __aenter__(self) -> _RotatingSecretCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

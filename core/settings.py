@@ -213,6 +213,9 @@ class Settings(BaseModel):
     local_secrets_dir: Path = Field(Path(".local/secrets"), alias="LOCAL_SECRETS_DIR")
     secrets_cache_seconds: int = Field(300, ge=0, le=86_400, alias="SECRETS_CACHE_SECONDS")
     managed_identity_client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
+    # The deployment's own app registration (made by infra/): tenants in `managed` mode use it
+    # through the managed identity, secretless.
+    bridge_app_client_id: str | None = Field(None, alias="BRIDGE_APP_CLIENT_ID")
     housekeeping_schedule: Ncrontab = Field("0 17 3 * * *", alias="HOUSEKEEPING_SCHEDULE")
     run_retention_days: int = Field(30, ge=1, le=3650, alias="RUN_RETENTION_DAYS")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", alias="LOG_LEVEL")

@@ -243,9 +243,10 @@ def plan_patch(current: Tenant, patch: TenantPatch, now: datetime) -> tuple[Tena
 # --- the view ----------------------------------------------------------------------------------
 
 
-def tenant_view(tenant: Tenant, now: datetime) -> dict[str, Any]:
-    """What the operator API shows of a tenant: no secret values, no key hashes."""
-    return {
+def tenant_view(tenant: Tenant, now: datetime, *, admin_consent_url: str | None = None) -> dict[str, Any]:
+    """What the operator API shows of a tenant: no secret values, no key hashes; in managed mode
+    the URL its admin opens once to consent to the deployment's app."""
+    view: dict[str, Any] = {
         "id": tenant.tenant_id,
         "displayName": tenant.display_name,
         "enabled": tenant.enabled,
@@ -272,3 +273,6 @@ def tenant_view(tenant: Tenant, now: datetime) -> dict[str, Any]:
         "createdAt": tenant.created_at.isoformat() if tenant.created_at else None,
         "updatedAt": tenant.updated_at.isoformat() if tenant.updated_at else None,
     }
+    if admin_consent_url is not None:
+        view["graph"]["adminConsentUrl"] = admin_consent_url
+    return view

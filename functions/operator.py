@@ -32,7 +32,7 @@ def _tenant_response(
     app: Container, issued: Tenant | IssuedTenant, status: int = 200, **headers: str
 ) -> func.HttpResponse:
     tenant = issued.tenant if isinstance(issued, IssuedTenant) else issued
-    body = tenant_view(tenant, app.clock())
+    body = tenant_view(tenant, app.clock(), admin_consent_url=app.graphs.admin_consent_url(tenant))
     if isinstance(issued, IssuedTenant):
         body["apiKey"] = issued.api_key
         if issued.webhook_secret is not None:
@@ -58,7 +58,8 @@ async def create_tenant(req: func.HttpRequest, app: Container) -> func.HttpRespo
 async def list_tenants(req: func.HttpRequest, app: Container) -> func.HttpResponse:
     now = app.clock()
     tenants = await _service(app).list()
-    return json_response({"tenants": [tenant_view(t, now) for t in tenants]})
+    views = [tenant_view(t, now, admin_consent_url=app.graphs.admin_consent_url(t)) for t in tenants]
+    return json_response({"tenants": views})
 
 
 @bp.route(route=TENANT, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
