@@ -9,6 +9,7 @@ caller:
 | GraphUnavailable  | 5xx, timeouts, dropped connections                 | retry later (queue)          |
 | SyncStateExpired  | 410, or SyncStateNotFound / SyncStateInvalid       | start a full delta round     |
 | NotFound          | 404                                                | the item or mailbox is gone  |
+| FolderNotFound    | (a NotFound) a folder path's segment is missing    | name the segment             |
 | Conflict          | 409, 412 (stale change key / If-Match)             | re-read, re-plan             |
 | ConsentMissing    | 401, 403                                           | operator grants the hint     |
 | TokenUnavailable  | the credential could not get a token               | operator fixes the credential|
@@ -86,6 +87,16 @@ class SyncStateExpired(GraphError):
 
 class NotFound(GraphError):
     """The mailbox, calendar, event, folder, message or attachment does not exist."""
+
+
+class FolderNotFound(NotFound):
+    """A mail folder path does not resolve: `segment` is its first missing part, `parent` the
+    path above it that did resolve ("" when the first segment is missing)."""
+
+    def __init__(self, message: str, *, segment: str, parent: str = "", **kw: Unpack[Context]) -> None:
+        self.segment = segment
+        self.parent = parent
+        super().__init__(message, **kw)
 
 
 class Conflict(GraphError):

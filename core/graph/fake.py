@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from core.graph.errors import BadRequest, Conflict, GraphError, NotFound, SyncStateExpired
+from core.graph.errors import BadRequest, Conflict, FolderNotFound, GraphError, NotFound, SyncStateExpired
 from core.graph.limits import MailboxLimiter
 from core.graph.model import (
     SMALL_ATTACHMENT_LIMIT,
@@ -476,8 +476,10 @@ class InMemoryGraph:
                     folder = self._child(box, folder.id, segment)
                 if folder is None:
                     where = f" under {walked!r}" if walked else ""
-                    raise NotFound(
+                    raise FolderNotFound(
                         f"resolve_folder_path for mailbox {mailbox!r}: no mail folder {segment!r}{where}",
+                        segment=segment,
+                        parent=walked,
                         operation="resolve_folder_path",
                         mailbox=mailbox,
                     )

@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, urlencode
 
-from core.graph.errors import BadRequest, GraphError, MalformedResponse, NotFound, SyncStateExpired
+from core.graph.errors import (
+    BadRequest,
+    FolderNotFound,
+    GraphError,
+    MalformedResponse,
+    SyncStateExpired,
+)
 from core.graph.limits import MailboxLimiter
 from core.graph.model import (
     SMALL_ATTACHMENT_LIMIT,
@@ -566,8 +572,10 @@ class GraphApiGateway:
             if folder.display_name.casefold() == wanted:
                 return folder
         where = f" under {parent!r}" if parent else ""
-        raise NotFound(
+        raise FolderNotFound(
             f"resolve_folder_path for mailbox {mailbox!r}: no mail folder {name!r}{where}",
+            segment=name,
+            parent=parent,
             operation="resolve_folder_path",
             mailbox=mailbox,
         )

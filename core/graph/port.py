@@ -146,8 +146,9 @@ class GraphGateway(Protocol):
     async def resolve_folder_path(self, mailbox: str, path: str) -> MailFolder:
         """The folder at a '/'-separated path of display names, e.g. "Inbox/Invoices". The
         first segment may be a well-known name (Inbox, Archive, SentItems, ...), which works
-        in every mailbox language. Names match case-insensitively. NotFound names the first
-        missing segment."""
+        in every mailbox language. Names match case-insensitively. A missing folder is
+        `FolderNotFound` naming the first missing segment and the path above it; a missing
+        mailbox is a plain NotFound."""
         ...
 
     def list_messages(

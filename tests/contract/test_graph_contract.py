@@ -30,6 +30,7 @@ from core.graph import (
     EventChanges,
     EventDraft,
     EventType,
+    FolderNotFound,
     Message,
     NotFound,
     Removed,
@@ -537,8 +538,15 @@ async def test_folder_paths_resolve_by_well_known_or_display_name(graph: GraphHa
     found = await graph.gateway.resolve_folder_path(mailbox, "Inbox/Invoices")
     assert found.id == invoices
     assert (await graph.gateway.resolve_folder_path(mailbox, "inbox/INVOICES")).id == invoices
-    with pytest.raises(NotFound, match="Missing"):
-        await graph.gateway.resolve_folder_path(mailbox, "Inbox/Missing")
+    with pytest.raises(FolderNotFound, match="Missing") as missing:
+        await graph.gateway.resolve_folder_path(mailbox, "Inbox/Invoices/Missing/2026")
+    assert (missing.value.segment, missing.value.parent) == ("Missing", "Inbox/Invoices")
+    with pytest.raises(FolderNotFound) as top:
+        await graph.gateway.resolve_folder_path(mailbox, "Fakturer/2026")
+    assert (top.value.segment, top.value.parent) == ("Fakturer", "")
+    with pytest.raises(NotFound) as nobody:
+        await graph.gateway.resolve_folder_path("nobody@" + mailbox.split("@")[1], "Inbox/Invoices")
+    assert not isinstance(nobody.value, FolderNotFound)
 
 
 @mail_contract
