@@ -6,6 +6,7 @@ from functions import (
     appointments,
     booking,
     calendar,
+    connect,
     delivery,
     events,
     health,
@@ -31,3 +32,4 @@ app.register_functions(mail.bp)
 app.register_functions(booking.bp)
 app.register_functions(presence.bp)
 app.register_functions(runs.bp)
+app.register_functions(connect.bp)

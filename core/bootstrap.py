@@ -23,18 +23,20 @@ from core.calendar.push_queue import AzurePushQueue
 from core.calendar.requests import AzureSyncQueue
 from core.calendar.sync import CalendarSync
 from core.calendar.window import WindowPolicy
+from core.delegated import ConnectService, TokenEndpoint
 
 # Cheap imports only: the port, the limiter and the options. msgraph-sdk, kiota and httpx load
 # when the first gateway is opened (`Container.graph_for`), not when `function_app` is imported.
 from core.graph import GraphGateway, MailboxLimiter
 from core.graph.client import GraphClientOptions
-from core.graph_access import TenantGraphs
+from core.graph_access import DelegatedAccess, TenantGraphs
 from core.health import Probe
 from core.host import (
     AiohttpWebhookSender,
     AzureDeliveryQueue,
     DeliveryConfig,
     Dispatcher,
+    Emission,
     Outbox,
     WebhookSender,
 )
@@ -122,8 +124,21 @@ class Container:
                 ca_bundle=str(ca) if ca else None,
                 managed_identity_client_id=self.settings.managed_identity_client_id,
                 bridge_app_client_id=self.settings.bridge_app_client_id,
+                delegated=DelegatedAccess(self.tables, self.token_endpoint(), self._emit_one, self.clock),
             )
         return self._graphs
+
+    def token_endpoint(self) -> TokenEndpoint:
+        """Entra ID's token endpoint for delegated sign-ins (GRAPH_AUTHORITY_HOST, GRAPH_CA_BUNDLE)."""
+        ca = self.settings.graph_ca_bundle
+        return TokenEndpoint(self.settings.graph_authority_host, str(ca) if ca else None)
+
+    def connect(self) -> ConnectService:
+        """ "Connect your calendar" (delegated sign-in): start and callback."""
+        return ConnectService(self.tables, self.secrets, self.token_endpoint(), self.clock)
+
+    async def _emit_one(self, tenant_id: str, event: Emission) -> None:
+        await self.outbox().emit_many(tenant_id, [event])
 
     def sync_queue(self) -> AzureSyncQueue:
         """Calendar sync requests for the `calendar-sync` queue trigger."""

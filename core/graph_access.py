@@ -14,7 +14,8 @@ Credential modes:
   (`AZURE_CLIENT_ID`) gets an `api://AzureADTokenExchange` token, which Entra ID accepts as the
   app's client assertion because the app trusts that identity as a federated credential. The
   customer tenant grants admin consent once (`admin_consent_url`).
-- `delegated`: not a tenant-wide credential; fails here with `TokenUnavailable` naming it.
+- `delegated`: each user connected their own calendar (`core/delegated.py`); the tenant's
+  gateway sends each call with the credential of the mailbox it names.
 Whatever is missing fails with `TokenUnavailable` in plain words, which a run records.
 """
 
@@ -25,7 +26,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -38,6 +39,11 @@ from core.store.records import CredentialMode, Tenant
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
+    from core.delegated import TokenEndpoint
+    from core.host import Emission
+    from core.runs import Clock
+    from core.store import Tables
+
 log = logging.getLogger(__name__)
 
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
@@ -48,6 +54,17 @@ class GraphProvider(Protocol):
     async def gateway(self, tenant: Tenant) -> GraphGateway:
         """The tenant's gateway (owned by the provider: do not close it)."""
         ...
+
+
+@dataclass
+class DelegatedAccess:
+    """What delegated tenants' credentials need: where grants are recorded, Entra ID's token
+    endpoint, and how to tell the host an account must reconnect."""
+
+    tables: Tables
+    endpoint: TokenEndpoint
+    emit: Callable[[str, Emission], Awaitable[Any]]
+    clock: Clock
 
 
 @dataclass
@@ -67,7 +84,11 @@ class TenantGraphs:
         ca_bundle: str | None = None,
         managed_identity_client_id: str | None = None,
         bridge_app_client_id: str | None = None,
+        delegated: DelegatedAccess | None = None,
     ) -> None:
+        self._delegated = delegated
+        self._per_mailbox: dict[str, tuple[str, GraphGateway]] = {}
+        self._accounts: dict[tuple[str, str], _Entry] = {}
         self._managed_identity = managed_identity_client_id
         self._bridge_app = bridge_app_client_id
         self._secrets = secrets
@@ -79,6 +100,8 @@ class TenantGraphs:
         self._lock = asyncio.Lock()
 
     async def gateway(self, tenant: Tenant) -> GraphGateway:
+        if tenant.credential_mode is CredentialMode.DELEGATED and self._delegated is not None:
+            return self._delegated_gateway(tenant)
         mode, client_id, directory, secret = await self._credential_parts(tenant)
         material = "\x1f".join((mode, client_id, directory, secret))
         fingerprint = hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -111,15 +134,67 @@ class TenantGraphs:
             self._entries[tenant.tenant_id] = fresh
             return fresh.gateway
 
-    async def token_claims(self, tenant: Tenant) -> dict[str, Any]:
-        """The claims of a Graph access token for the tenant's credential, as Entra ID issued it
-        (not verified: the bridge only reads what it was granted — `roles` for app-only
-        permissions, `scp` for delegated ones). Raises `TokenUnavailable` when no token is had,
-        with Entra's error code (AADSTS…) when it gave one."""
+    def _delegated_gateway(self, tenant: Tenant) -> GraphGateway:
+        """A gateway that sends each call with the credential of the mailbox it names."""
+        from core.delegated import PerMailboxGateway
+
+        fingerprint = _delegated_fingerprint(tenant)
+        known = self._per_mailbox.get(tenant.tenant_id)
+        if known is not None and known[0] == fingerprint:
+            return known[1]
+
+        async def gateway_for(mailbox: str) -> GraphGateway:
+            return self._account_entry(tenant, mailbox).gateway
+
+        gateway = cast(GraphGateway, PerMailboxGateway(gateway_for))
+        self._per_mailbox[tenant.tenant_id] = (fingerprint, gateway)
+        return gateway
+
+    def _account_entry(self, tenant: Tenant, mailbox: str) -> _Entry:
+        """The gateway and credential of one connected account of a delegated tenant."""
+        from core.delegated import RefreshTokenCredential
+
+        access = self._delegated
+        assert access is not None
+        key = (tenant.tenant_id, mailbox.lower())
+        entry = self._accounts.get(key)
+        fingerprint = _delegated_fingerprint(tenant)
+        if entry is None or entry.fingerprint != fingerprint:
+            if entry is not None:
+                self._retired.append(entry)
+            credential = RefreshTokenCredential(
+                tenant,
+                mailbox.lower(),
+                access.tables,
+                self._secrets,
+                access.endpoint,
+                access.emit,
+                access.clock,
+            )
+            typed = cast("AsyncTokenCredential", credential)
+            entry = _Entry(fingerprint, self._open(typed), typed)
+            self._accounts[key] = entry
+        return entry
+
+    async def token_claims(self, tenant: Tenant, account: str | None = None) -> dict[str, Any]:
+        """The claims of a Graph access token for the tenant's credential — in delegated mode,
+        `account`'s — as Entra ID issued it (not verified: the bridge only reads what it was
+        granted — `roles` for app-only permissions, `scp` for delegated ones). Raises
+        `TokenUnavailable` when no token is had, with Entra's error code (AADSTS…) when it gave
+        one (`GrantRevoked` when a user must connect again)."""
         from azure.core.exceptions import ClientAuthenticationError
 
-        await self.gateway(tenant)  # builds (or reuses) the credential
-        entry = self._entries[tenant.tenant_id]
+        if tenant.credential_mode is CredentialMode.DELEGATED:
+            if account is None or self._delegated is None:
+                raise TokenUnavailable(
+                    f"tenant {tenant.tenant_id!r}: delegated mode has a token per connected account, "
+                    "none for the tenant",
+                    operation="token",
+                )
+            entry = self._account_entry(tenant, account)
+        else:
+            await self.gateway(tenant)  # builds (or reuses) the credential
+            entry = self._entries[tenant.tenant_id]
         try:
             token = await entry.credential.get_token(GRAPH_SCOPE)
         except ClientAuthenticationError as exc:
@@ -129,7 +204,7 @@ class TenantGraphs:
                 aad_code=code,
                 operation="token",
             ) from None
-        return _claims(token.token)
+        return unverified_claims(token.token)
 
     async def _credential_parts(self, tenant: Tenant) -> tuple[str, str, str, str]:
         where = f"tenant {tenant.tenant_id!r}"
@@ -218,13 +293,21 @@ class TenantGraphs:
 
     async def close(self) -> None:
         entries, self._entries, retired, self._retired = list(self._entries.values()), {}, self._retired, []
+        entries += list(self._accounts.values())
+        self._accounts, self._per_mailbox = {}, {}
         for entry in (*entries, *retired):
             await entry.gateway.close()
             await entry.credential.close()
 
 
-def _claims(token: str) -> dict[str, Any]:
-    """A JWT's payload (its middle part), unverified."""
+def _delegated_fingerprint(tenant: Tenant) -> str:
+    return "\x1f".join(
+        (tenant.graph_tenant_id or "", tenant.graph_client_id or "", tenant.client_secret_name or "")
+    )
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload (its middle part), unverified: what Entra ID says it granted."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -216,6 +216,9 @@ class Settings(BaseModel):
     # The deployment's own app registration (made by infra/): tenants in `managed` mode use it
     # through the managed identity, secretless.
     bridge_app_client_id: str | None = Field(None, alias="BRIDGE_APP_CLIENT_ID")
+    # The Function App's public https URL, for the delegated sign-in's redirect URI (default:
+    # the URL the start request came to).
+    bridge_public_url: str | None = Field(None, alias="BRIDGE_PUBLIC_URL")
     housekeeping_schedule: Ncrontab = Field("0 17 3 * * *", alias="HOUSEKEEPING_SCHEDULE")
     run_retention_days: int = Field(30, ge=1, le=3650, alias="RUN_RETENTION_DAYS")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", alias="LOG_LEVEL")

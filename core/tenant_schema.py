@@ -139,8 +139,11 @@ def _credential_problems(
         problems.append(FieldProblem("graph.clientId", f"is required with credentialMode {mode.value}"))
     if mode is CredentialMode.CLIENT_SECRET and not has_secret:
         problems.append(FieldProblem("graph.clientSecret", "is required with credentialMode client_secret"))
-    if mode is not CredentialMode.CLIENT_SECRET and new_secret:
-        problems.append(FieldProblem("graph.clientSecret", "is only used with credentialMode client_secret"))
+    if mode is CredentialMode.MANAGED_IDENTITY and new_secret:
+        # delegated may have one: a confidential client's (redirect URI registered as Web)
+        problems.append(
+            FieldProblem("graph.clientSecret", "is only used with credentialMode client_secret or delegated")
+        )
     return problems
 
 
@@ -215,8 +218,8 @@ def plan_patch(current: Tenant, patch: TenantPatch, now: datetime) -> tuple[Tena
     if new_secret is not None:
         secret_ref = client_secret_name(current.tenant_id)
         writes[secret_ref] = new_secret
-    elif mode is not CredentialMode.CLIENT_SECRET and secret_ref is not None:
-        deletes.append(secret_ref)  # a secret no mode uses is a liability: remove it
+    elif mode is CredentialMode.MANAGED_IDENTITY and secret_ref is not None:
+        deletes.append(secret_ref)  # a secret the mode does not use is a liability: remove it
         secret_ref = None
     webhook_ref = current.webhook_secret_name or webhook_secret_name(current.tenant_id)
     if host.webhook_secret is not None:

@@ -36,6 +36,7 @@ from core.store.keys import escape_key
 from core.store.records import (
     BookingCalendar,
     CalendarSyncState,
+    DelegatedGrant,
     EventMapEntry,
     EventTransaction,
     HostAppointment,
@@ -146,6 +147,7 @@ TENANT_PARTITIONED: tuple[type[Record], ...] = (
     MailLedgerEntry,
     Presence,
     PresenceSettings,
+    DelegatedGrant,
     Subscription,
     OutboxEvent,
     Run,

@@ -13,6 +13,7 @@ caller:
 | Conflict          | 409, 412 (stale change key / If-Match)             | re-read, re-plan             |
 | ConsentMissing    | 401, 403                                           | operator grants the hint     |
 | TokenUnavailable  | the credential could not get a token               | operator fixes the credential|
+| GrantRevoked      | (a TokenUnavailable) user's refresh token refused  | the user connects again      |
 | BadRequest        | other 4xx; bad input caught before any I/O         | fix the input; never retry   |
 | MalformedResponse | a 2xx body that is not the JSON Graph promises     | report; retry may not help   |
 
@@ -119,6 +120,11 @@ class TokenUnavailable(GraphError):
     def __init__(self, message: str, *, aad_code: str | None = None, **kw: Unpack[Context]) -> None:
         self.aad_code = aad_code
         super().__init__(message, **kw)
+
+
+class GrantRevoked(TokenUnavailable):
+    """Entra ID refused a user's refresh token (`invalid_grant`: revoked, reset, expired): only
+    the user can fix it, by signing in again (credential mode `delegated`)."""
 
 
 class BadRequest(GraphError):

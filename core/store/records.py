@@ -804,6 +804,71 @@ class Presence(Record):
         return self.key(self.tenant_id, self.email)[1]
 
 
+# --- delegated access ----------------------------------------------------------------------
+
+
+class ConnectState(Record):
+    """One pending "connect your calendar" sign-in. Keys: partition `connect`, row = SHA-256 of
+    the `state` the browser carries (the state itself is never stored). Deleted, with its ETag,
+    by the callback that uses it."""
+
+    table: ClassVar[str] = "connectstate"
+    PARTITION: ClassVar[str] = "connect"
+
+    state_hash: str
+    tenant_id: str
+    resource_id: str
+    account: str
+    direction: Direction = Direction.BOTH  # how the account is linked once connected
+    redirect_uri: str  # the callback URL the sign-in was sent back to (the code is bound to it)
+    return_url: str | None = None
+    expires_at: datetime
+
+    @classmethod
+    def key(cls, state_hash: str) -> tuple[str, str]:
+        return cls.PARTITION, state_hash
+
+    @property
+    def partition_key(self) -> str:
+        return self.PARTITION
+
+    @property
+    def row_key(self) -> str:
+        return self.state_hash
+
+
+class GrantStatus(StrEnum):
+    CONNECTED = "connected"
+    RECONNECT_REQUIRED = "reconnect_required"  # Entra ID refused the refresh token
+
+
+class DelegatedGrant(Record):
+    """A user's own consent for their calendar (credential mode `delegated`); the refresh token
+    is in the secrets port. Keys: partition = tenant, row = lower-cased account."""
+
+    table: ClassVar[str] = "delegatedgrants"
+
+    tenant_id: str
+    account: str
+    status: GrantStatus = GrantStatus.CONNECTED
+    scopes: list[str] = Field(default_factory=list)
+    error: str | None = None
+    connected_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, account: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(account.lower())
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.account)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.account)[1]
+
+
 # --- outbox --------------------------------------------------------------------------------
 
 
@@ -964,6 +1029,8 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     Reservation,
     PresenceSettings,
     Presence,
+    ConnectState,
+    DelegatedGrant,
     OutboxEvent,
     Counter,
     Run,

@@ -29,12 +29,14 @@ LANDING_PAGE = (
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request, with the `code` query parameter (a function key) redacted."""
+    """One line per request, with the `code` query parameter (a function key, or a sign-in's
+    authorization code) and a sign-in's `state` redacted."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         url = request.rel_url
-        if "code" in url.query:
-            url = url.update_query(code="REDACTED")
+        for name in ("code", "state"):
+            if name in url.query:
+                url = url.update_query({name: "REDACTED"})
         self.logger.info("%s %s -> %d (%.0fms)", request.method, url, response.status, time * 1000)
 
 

@@ -7,7 +7,8 @@ Endpoints (all per tenant, `{tenant}` = tenant id or domain):
   client assertion checked against the app's federated credentials), `authorization_code` and
   `refresh_token` (delegated: tokens carry `scp` instead of `roles`);
 - `GET  /{tenant}/oauth2/v2.0/authorize` - a sign-in that succeeds at once for the user named by
-  `login_hint` (or the tenant's only user) and redirects back with a code;
+  `login_hint` (or the tenant's only user) and redirects back with a code; a `code_challenge`
+  (PKCE, S256 or plain) binds the code to its verifier, which redeeming it must then present;
 - `GET  /msi/token` - an App Service style managed-identity endpoint (`IDENTITY_ENDPOINT` /
   `IDENTITY_HEADER`) issuing `api://AzureADTokenExchange` tokens for a tenant's managed
   identities: the assertion a federated credential accepts.
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -71,6 +74,17 @@ class _Grant:
     user_id: str
     scopes: tuple[str, ...]
     redirect_uri: str | None = None
+    code_challenge: str | None = None  # PKCE (RFC 7636)
+    code_challenge_method: str = "plain"
+
+
+def _pkce_matches(grant: _Grant, verifier: str) -> bool:
+    if grant.code_challenge is None:
+        return True
+    if grant.code_challenge_method == "S256":
+        digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+        verifier = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return bool(verifier) and hmac.compare_digest(verifier, grant.code_challenge)
 
 
 class IdentityPlatform(ModuleBase):
@@ -102,9 +116,22 @@ class IdentityPlatform(ModuleBase):
     # -- Python API --------------------------------------------------------------------------
 
     def authorize(
-        self, tenant_id: str, client_id: str, user: str, scopes: list[str], redirect_uri: str
+        self,
+        tenant_id: str,
+        client_id: str,
+        user: str,
+        scopes: list[str],
+        redirect_uri: str,
+        *,
+        code_challenge: str | None = None,
+        code_challenge_method: str = "plain",
     ) -> str:
-        """What a browser sign-in plus consent would produce: an authorization code for `user`."""
+        """What a browser sign-in plus consent would produce: an authorization code for `user`
+        (bound to a PKCE challenge when one is given)."""
+        if code_challenge_method not in ("plain", "S256"):
+            raise OAuthError(
+                400, "invalid_request", 50148, "The code_challenge_method must be 'plain' or 'S256'."
+            )
         tenant = self._tenant(tenant_id)
         app = self._app(tenant, client_id)
         found = self.ctx.directory.user(tenant.id, user)
@@ -114,7 +141,9 @@ class IdentityPlatform(ModuleBase):
             )
         granted = self._delegated_scopes(app, scopes)
         code = "0.A" + secrets.token_urlsafe(48)
-        self._codes[code] = _Grant(tenant.id, app.client_id, found.id, granted, redirect_uri)
+        self._codes[code] = _Grant(
+            tenant.id, app.client_id, found.id, granted, redirect_uri, code_challenge, code_challenge_method
+        )
         return code
 
     def issue_exchange_token(self, managed_identity_client_id: str) -> str:
@@ -243,7 +272,13 @@ class IdentityPlatform(ModuleBase):
                     )
                 hint = next(iter(tenant.users.values())).user_principal_name
             code = self.authorize(
-                tenant.id, q.get("client_id", ""), hint, q.get("scope", "").split(), redirect_uri
+                tenant.id,
+                q.get("client_id", ""),
+                hint,
+                q.get("scope", "").split(),
+                redirect_uri,
+                code_challenge=q.get("code_challenge") or None,
+                code_challenge_method=q.get("code_challenge_method", "plain"),
             )
         except OAuthError as err:
             return self._oauth_error(err)
@@ -328,6 +363,13 @@ class IdentityPlatform(ModuleBase):
                 "invalid_grant",
                 50148,
                 "The redirect_uri does not match the one the code was issued for.",
+            )
+        if not _pkce_matches(grant, fields.get("code_verifier", "")):
+            raise OAuthError(
+                400,
+                "invalid_grant",
+                501481,
+                "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
             )
         return self._delegated_response(
             tenant, app, grant, "authorization_code", acr, fields.get("scope", "")

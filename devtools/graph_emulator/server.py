@@ -201,10 +201,27 @@ class GraphEmulator(LoopbackTlsServer):
         return credential
 
     def authorize(
-        self, tenant_id: str, client_id: str, user: str, scopes: list[str], redirect_uri: str
+        self,
+        tenant_id: str,
+        client_id: str,
+        user: str,
+        scopes: list[str],
+        redirect_uri: str,
+        *,
+        code_challenge: str | None = None,
+        code_challenge_method: str = "plain",
     ) -> str:
-        """An authorization code as if `user` signed in and consented (for AuthorizationCodeCredential)."""
-        return self.identity.authorize(tenant_id, client_id, user, scopes, redirect_uri)
+        """An authorization code as if `user` signed in and consented (for AuthorizationCodeCredential);
+        bound to a PKCE challenge when one is given."""
+        return self.identity.authorize(
+            tenant_id,
+            client_id,
+            user,
+            scopes,
+            redirect_uri,
+            code_challenge=code_challenge,
+            code_challenge_method=code_challenge_method,
+        )
 
     def revoke_tokens(self, *, refresh_tokens: bool = False) -> None:
         """Every access token issued so far is refused from now on (401, expired), as after a

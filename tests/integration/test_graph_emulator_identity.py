@@ -5,7 +5,9 @@ refresh token; and Graph's answers to tokens without permission, revoked tokens 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -258,3 +260,46 @@ async def test_the_authorize_endpoint_signs_in_the_hinted_user_and_redirects_wit
     assert me.id == seed.adele.id
     await http.aclose()
     await credential.close()
+
+
+async def test_a_code_bound_to_a_pkce_challenge_is_redeemed_only_with_its_verifier(seed: Seed) -> None:
+    """PKCE (RFC 7636): a code asked for with an S256 challenge is refused with a wrong or
+    missing verifier (AADSTS501481), redeemed with the right one, and only once (70008)."""
+    graph = seed.graph
+    graph.grant(seed.tenant.id, seed.app.client_id, "Calendars.Read", delegated=True)
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    redirect = "https://bridge.example/api/v1/connect/callback"
+    token_url = f"{graph.authority}/{seed.tenant.id}/oauth2/v2.0/token"
+
+    def code() -> str:
+        return graph.authorize(
+            seed.tenant.id,
+            seed.app.client_id,
+            seed.adele.user_principal_name,
+            ["Calendars.Read", "offline_access"],
+            redirect,
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(graph.ca_cert)))
+    async with aiohttp.ClientSession(connector=connector) as browser:
+
+        async def redeem(the_code: str, sent: str | None) -> tuple[int, int | None]:
+            form = {
+                "grant_type": "authorization_code",
+                "client_id": seed.app.client_id,
+                "client_secret": SECRET,
+                "code": the_code,
+                "redirect_uri": redirect,
+                **({"code_verifier": sent} if sent is not None else {}),
+            }
+            async with browser.post(token_url, data=form) as r:
+                return r.status, (await r.json()).get("error_codes", [None])[0]
+
+        assert await redeem(code(), "w" * 50) == (400, 501481)
+        assert await redeem(code(), None) == (400, 501481)
+        good = code()
+        assert await redeem(good, verifier) == (200, None)
+        assert await redeem(good, verifier) == (400, 70008)

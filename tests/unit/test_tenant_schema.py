@@ -280,3 +280,22 @@ def test_given_accounts_too_large_for_one_row_then_the_link_is_refused_not_faile
     with pytest.raises(InvalidInput) as exc:
         plan_link("contoso", "room-1", {"accounts": accounts}, NOW)
     assert fields(exc) == {"accounts"}
+
+
+def test_given_delegated_mode_then_a_client_secret_is_optional_and_kept_as_a_secret() -> None:
+    """A delegated app registration is a public client (no secret) or a confidential one (its
+    redirect URI registered as Web), whose secret goes to the secrets port like any other."""
+    public, writes = plan_create(
+        create(credentialMode="delegated", clientId=GUID), "contoso", NOW, SecretStr("whsec_" + "x" * 40)
+    )
+    assert public.client_secret_name is None
+    assert client_secret_name("contoso") not in writes.set
+    confidential, writes = plan_create(
+        create(credentialMode="delegated", clientId=GUID, clientSecret=SECRET),
+        "contoso",
+        NOW,
+        SecretStr("whsec_" + "x" * 40),
+    )
+    assert confidential.client_secret_name == client_secret_name("contoso")
+    assert writes.set[client_secret_name("contoso")].get_secret_value() == SECRET
+    assert SECRET not in repr(confidential)
