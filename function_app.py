@@ -8,6 +8,7 @@ from functions import (
     calendar,
     connect,
     delivery,
+    diagnostics,
     events,
     health,
     housekeeping,
@@ -33,3 +34,4 @@ app.register_functions(booking.bp)
 app.register_functions(presence.bp)
 app.register_functions(runs.bp)
 app.register_functions(connect.bp)
+app.register_functions(diagnostics.bp)

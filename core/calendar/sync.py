@@ -55,7 +55,7 @@ from core.graph.errors import (
     SyncStateExpired,
     Throttled,
 )
-from core.graph.model import DeltaPage, Event
+from core.graph.model import Calendar, DeltaPage, Event
 from core.graph.port import DEFAULT_DELTA_PAGE_SIZE, GraphGateway
 from core.graph_access import GraphProvider
 from core.host import Emission
@@ -504,14 +504,19 @@ async def find_calendar_id(gateway: GraphGateway, account: str, name: str) -> st
     `CalendarNotFound` when the mailbox has none by that name."""
     if name.casefold() == DEFAULT_CALENDAR:
         return None
+    found = calendar_named(await gateway.list_calendars(account), name)
+    if found is None:
+        raise CalendarNotFound(
+            f"mailbox {account!r} has no calendar named {name!r}: fix the resource's link "
+            "or the calendar's name in Outlook"
+        )
+    return found.id
+
+
+def calendar_named(calendars: Sequence[Calendar], name: str) -> Calendar | None:
+    """The calendar a link's `name` means: matched case-insensitively, as Outlook shows it."""
     wanted = name.casefold()
-    for calendar in await gateway.list_calendars(account):
-        if calendar.name.casefold() == wanted:
-            return calendar.id
-    raise CalendarNotFound(
-        f"mailbox {account!r} has no calendar named {name!r}: fix the resource's link "
-        "or the calendar's name in Outlook"
-    )
+    return next((c for c in calendars if c.name.casefold() == wanted), None)
 
 
 def _partition(ctx: CalendarContext) -> str:
