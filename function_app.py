@@ -13,6 +13,7 @@ from functions import (
     health,
     housekeeping,
     mail,
+    openapi,
     operator,
     presence,
     resources,
@@ -34,4 +35,5 @@ app.register_functions(booking.bp)
 app.register_functions(presence.bp)
 app.register_functions(runs.bp)
 app.register_functions(connect.bp)
+app.register_functions(openapi.bp)
 app.register_functions(diagnostics.bp)

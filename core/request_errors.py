@@ -15,6 +15,9 @@ from pydantic import ValidationError
 
 from core.errors import BridgeError
 
+# Where problem types are named: `type` is this plus a slug (`…/not-found`), or about:blank.
+PROBLEM_TYPE_BASE = "https://m365-bridge.dev/problems/"
+
 
 @dataclass(frozen=True)
 class FieldProblem:

@@ -25,6 +25,12 @@ from core.store.limits import MAX_KEY_UNITS, utf16_units
 from core.timezones import WINDOWS_TO_IANA
 
 
+def _field_title(name: str, _info: object) -> str:
+    # the JSON Schema title of a field in the API document: "Host appointment id", not the
+    # alias title-cased ("Hostappointmentid")
+    return name.replace("_", " ").capitalize()
+
+
 class ApiModel(BaseModel):
     """Base of request bodies: camelCase names only, unknown fields are errors."""
 
@@ -34,6 +40,7 @@ class ApiModel(BaseModel):
         populate_by_name=False,
         frozen=True,
         hide_input_in_errors=True,
+        field_title_generator=_field_title,
     )
 
 

@@ -20,6 +20,7 @@ from core.errors import AlreadyExists, NotFound, SecretStoreError, SettingsError
 from core.observability import log_context
 from core.operator_auth import check_operator_key
 from core.request_errors import (
+    PROBLEM_TYPE_BASE,
     EditConflict,
     InvalidInput,
     ItemGone,
@@ -36,8 +37,6 @@ from core.store.records import Tenant
 from core.tenants import TenantContext, authenticate
 
 log = logging.getLogger(__name__)
-
-PROBLEM_TYPE_BASE = "https://m365-bridge.dev/problems/"
 
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 TenantHandler = Callable[[func.HttpRequest, TenantContext], Awaitable[func.HttpResponse]]

@@ -117,9 +117,10 @@ class ChangeIn(ApiModel):
     categories: list[Annotated[str, AfterValidator(_category)]] = Field(
         default_factory=list, max_length=MAX_CATEGORIES
     )
-    attendees: list[Annotated[AttendeeIn, BeforeValidator(_attendee_string)]] = Field(
-        default_factory=list, max_length=MAX_ATTENDEES
-    )
+    # an attendee is an object, or just its address
+    attendees: list[
+        Annotated[AttendeeIn, BeforeValidator(_attendee_string, json_schema_input_type=str | AttendeeIn)]
+    ] = Field(default_factory=list, max_length=MAX_ATTENDEES)
     modified_at: datetime | None = None  # when the host changed it; default: when the bridge accepted it
 
     @model_validator(mode="after")
@@ -270,6 +271,13 @@ def validate_change(raw: object, default_zone: str) -> Change:
         fields=fields,
         modified_at=item.modified_at.astimezone(UTC) if item.modified_at else None,
     )
+
+
+class AppointmentBatchIn(ApiModel):
+    """The batch form of the body, `{"appointments": [...]}`, for the API document: `parse_batch`
+    reads the items one by one instead, so one bad item is rejected alone."""
+
+    appointments: list[ChangeIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 @dataclass(frozen=True, slots=True)
