@@ -27,9 +27,10 @@ from typing import Any
 import aiohttp
 
 from devtools.azurite import Azurite
+from devtools.demo_onboarding import job_connect, job_openapi, job_test_settings
+from devtools.demo_support import ROOT, DemoReceiver, as_check, say, wait_for
 from devtools.graph_emulator import GraphEmulator
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO_TENANT = "demo-tenant"
 DEMO_DOMAIN = "contoso-demo.onmicrosoft.com"
 DEMO_PERMISSIONS = (
@@ -109,10 +110,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
 
 
 async def job_health(http: aiohttp.ClientSession, base_url: str, key: str) -> None:
@@ -212,38 +209,6 @@ async def job_graph(demo: DemoTenant) -> None:
         await credential.close()
 
 
-class DemoReceiver:
-    """The demo host system's webhook endpoint: records what it receives and checks each
-    signature with the snippet from the README (docs/webhook_verification.py)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, dict[str, str]]] = []
-        self.arrived = asyncio.Event()
-        self._runner: aiohttp.web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        from aiohttp import web
-
-        async def hook(request: web.Request) -> web.Response:
-            self.received.append((await request.read(), dict(request.headers)))
-            self.arrived.set()
-            return web.Response(status=204)
-
-        app = web.Application()
-        app.router.add_post("/hooks/m365", hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/hooks/m365"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 async def job_tenant_and_delivery(
     http: aiohttp.ClientSession, host: Any, demo: DemoTenant, operator_key: str, receiver: DemoReceiver
 ) -> dict[str, str]:
@@ -328,16 +293,6 @@ def _appointments(receiver: DemoReceiver) -> list[dict[str, Any]]:
     return out
 
 
-async def _wait_for(what: str, done: Any, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await done():
-            return
-        await asyncio.sleep(0.2)
-    say(f"✗ {what}: not done within {seconds:.0f} s")
-    raise SystemExit(1)
-
-
 async def job_calendar_sync(
     http: aiohttp.ClientSession,
     host: Any,
@@ -368,7 +323,7 @@ async def job_calendar_sync(
             all(c["status"] == "ok" for c in status["calendars"]) and len(_appointments(receiver)) >= outlook
         )
 
-    await _wait_for("job calendar sync", all_synced)
+    await wait_for("job calendar sync", all_synced)
     first = _appointments(receiver)
     series = sum(1 for e in first if e["data"]["appointment"]["seriesId"])
     private = next(
@@ -396,8 +351,8 @@ async def job_calendar_sync(
             runs = (await reply.json(content_type=None))["runs"]
         return any(r["id"] == run_id and r["status"] != "running" for r in runs)
 
-    await _wait_for("job sync calendar", run_done)
-    await _wait_for("job sync calendar (delivery)", _delivered(receiver, len(first) + 2))
+    await wait_for("job sync calendar", run_done)
+    await wait_for("job sync calendar (delivery)", _delivered(receiver, len(first) + 2))
     changes = [
         f"{e['type']} {a.get('subject') or a['eventId'][:12] + '…'}"
         for e in _appointments(receiver)[len(first) :]
@@ -486,7 +441,7 @@ async def job_calendar_push(
     seen = len(_appointments(receiver))
     async with http.post(f"{base}/resources/room-4b/sync", headers=tenant_key) as resp:
         await resp.read()
-    await _wait_for("job push round trip", _delivered(receiver, seen + 1))
+    await wait_for("job push round trip", _delivered(receiver, seen + 1))
     await asyncio.sleep(1.0)  # anything else the sync sent would arrive now
     back = [
         e["data"]["appointment"]
@@ -510,9 +465,9 @@ async def job_calendar_push(
     before = len(demo.graph.calendar.mailbox(demo.grady).events)
     async with http.delete(f"{base}/resources/tech-7?cleanup=true", headers=tenant_key) as resp:
         unlinked = resp.status
-    await _wait_for(
+    await wait_for(
         "job unlink cleanup",
-        _async(lambda: not in_outlook(demo.grady, "Inspection: boiler")),
+        as_check(lambda: not in_outlook(demo.grady, "Inspection: boiler")),
     )
     after = len(demo.graph.calendar.mailbox(demo.grady).events)
     say(
@@ -565,7 +520,7 @@ async def job_mail_import(
             runs = (await reply.json(content_type=None))["runs"]
         return any(r["status"] != "running" for r in runs)
 
-    await _wait_for("job mail import", ended)
+    await wait_for("job mail import", ended)
     async with http.get(f"{base}/runs?runId={run_id}", headers=tenant_key) as reply:
         run = (await reply.json(content_type=None))["runs"][0]
 
@@ -576,7 +531,7 @@ async def job_mail_import(
             if json.loads(body)["type"] == "document.imported"
         ]
 
-    await _wait_for("job mail import (delivery)", _async(lambda: bool(documents())))
+    await wait_for("job mail import (delivery)", as_check(lambda: bool(documents())))
     document = documents()[0]
     async with http.get(document["downloadUrl"]) as resp:
         content = await resp.read()
@@ -655,7 +610,7 @@ async def job_booking_reserve(
     def events(kind: str) -> list[dict[str, Any]]:
         return [json.loads(b)["data"] for b, _ in receiver.received if json.loads(b)["type"] == kind]
 
-    await _wait_for("job booking (booked)", _async(lambda: events("booking.reserved")))
+    await wait_for("job booking (booked)", as_check(lambda: events("booking.reserved")))
     event = demo.graph.calendar.find(demo.grady, slot["slotId"]).record
     booked_subject = event.fields["subject"]
     attached = sorted(a.name for a in event.attachments)
@@ -665,7 +620,7 @@ async def job_booking_reserve(
     )
     async with http.delete(f"{base}/reservations/{reservation['id']}", headers=tenant_key) as resp:
         cancel_status = resp.status
-    await _wait_for("job booking (cancelled)", _async(lambda: events("booking.cancelled")))
+    await wait_for("job booking (cancelled)", as_check(lambda: events("booking.cancelled")))
     event = demo.graph.calendar.find(demo.grady, slot["slotId"]).record
     async with http.get(f"{base}/slots", headers=tenant_key) as resp:
         free = any(s["slotId"] == slot["slotId"] for s in (await resp.json(content_type=None))["slots"])
@@ -706,7 +661,7 @@ async def job_presence(
             if json.loads(b)["type"] == "presence.changed" and json.loads(b)["data"]["email"] == grady
         ]
 
-    await _wait_for("job presence", _async(lambda: len(told()) >= 3), seconds=30)
+    await wait_for("job presence", as_check(lambda: len(told()) >= 3), seconds=30)
     async with http.get(f"{base}?users={adele},{grady}", headers=tenant_key) as resp:
         users = (await resp.json(content_type=None))["users"]
     changes = [f"{c['status']} {c['since'][11:19] if c['since'] else '-'}" for c in told()]
@@ -714,13 +669,6 @@ async def job_presence(
         f"✓ job presence: 2 users enabled; Grady's meeting {start:%H:%M:%S}-{end:%H:%M:%S} → "
         f"presence.changed {changes}; GET …/presence → {[u['status'] for u in users]}"
     )
-
-
-def _async(check: Any) -> Any:
-    async def run() -> bool:
-        return bool(check())
-
-    return run
 
 
 def _delivered(receiver: DemoReceiver, count: int) -> Any:
@@ -785,6 +733,9 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_booking_slots(http, host, demo, tenant_key)
                 await job_booking_reserve(http, host, demo, tenant_key, receiver)
                 await job_presence(http, host, demo, tenant_key, receiver)
+                await job_openapi(http, host)
+                await job_test_settings(http, host, tenant_key)
+                await job_connect(http, host, demo, operator_key, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

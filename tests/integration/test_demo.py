@@ -133,6 +133,27 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
         )
         assert presence, output
         assert presence.group(1, 2) == presence.group(3, 4)
+        assert re.search(
+            r"^✓ job openapi: GET /api/v1/openapi\.json \(HTTP 200\) → OpenAPI 3\.1\.0, \d+ operations on "
+            r"\d+ paths, valid",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r"^✓ job test settings: .* ok=False \(1 failed, \d+ ok\); presence ghost@\S+: fix 'Check that "
+            r"ghost@.*; without it \(HTTP 200\) ok=True \(\d+ ok: token, permissions, calendar, mail-folder, "
+            r"booking-calendar, presence\)",
+            output,
+            re.M,
+        ), output
+        assert re.search(
+            r"^✓ job connect: delegated tenant contoso-self; .*\(PKCE S256\) → callback → "
+            r"https://erp\.contoso\.example/connected\?status=connected; run \w+… brought [1-9]\d* "
+            r"appointment\(s\) of grady@\S+ with his own token; .*\[\('grady', 'connected'\)\]; test "
+            r"settings: token grady@\S+ ok",
+            output,
+            re.M,
+        ), output
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:
