@@ -356,6 +356,13 @@ class ConnectService:
         """The tenant's connected accounts, in account order."""
         return [g async for g in self._tables.repo(DelegatedGrant).list(escape_key(tenant_id))]
 
+    async def connections(self, tenant: Tenant) -> dict[str, str] | None:
+        """A delegated tenant's grant status by lower-cased account, for showing on its links
+        (None for the other modes, whose links need no user's grant)."""
+        if tenant.credential_mode is not CredentialMode.DELEGATED:
+            return None
+        return {g.account.lower(): g.status.value for g in await self.accounts(tenant.tenant_id)}
+
     async def account(self, tenant_id: str, account: str) -> DelegatedGrant:
         try:
             wanted = valid_account(account)

@@ -9,6 +9,7 @@ body is validated completely before anything is written.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -61,6 +62,9 @@ class AccountIn(ApiModel):
         default_factory=lambda: [DEFAULT_CALENDAR], min_length=1, max_length=MAX_CALENDARS
     )
     scope: CalendarScope | None = None
+    # What GET shows for a delegated tenant's account; accepted so a read-modify-write of the
+    # accounts works, and ignored: only the user's sign-in changes it.
+    connection: str | None = Field(None, max_length=32, description="read-only: ignored")
 
 
 def _optional_name(value: str) -> str:
@@ -133,20 +137,29 @@ def plan_link(tenant_id: str, resource_id: str, body: object, now: datetime) -> 
     return link
 
 
-def link_view(link: ResourceLink) -> dict[str, Any]:
+NOT_CONNECTED = "not_connected"  # a delegated tenant's account whose user never signed in
+
+
+def link_view(link: ResourceLink, connections: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The resource as the API shows it; with `connections` (a delegated tenant's grants by
+    lower-cased account), each account says whether its user's grant works."""
+
+    def account_view(a: LinkedAccount) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "account": a.account,
+            "direction": a.direction.value,
+            "calendars": list(a.calendars),
+            "scope": a.scope.value,
+        }
+        if connections is not None:
+            out["connection"] = connections.get(a.account.lower(), NOT_CONNECTED)
+        return out
+
     main = link.main_account
     return {
         "id": link.resource_id,
         "displayName": link.display_name,
-        "accounts": [
-            {
-                "account": a.account,
-                "direction": a.direction.value,
-                "calendars": list(a.calendars),
-                "scope": a.scope.value,
-            }
-            for a in link.accounts
-        ],
+        "accounts": [account_view(a) for a in link.accounts],
         "mainAccount": main.account if main else None,
         "updatedAt": link.updated_at.isoformat() if link.updated_at else None,
     }

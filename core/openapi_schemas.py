@@ -16,6 +16,7 @@ from typing import Any
 
 from core.calendar.push import Result
 from core.diagnostics import Check, Status
+from core.links import NOT_CONNECTED
 from core.request_errors import PROBLEM_TYPE_BASE
 from core.store.records import (
     CalendarScope,
@@ -261,7 +262,13 @@ _RESOURCE = obj(
                     "direction": enum_of(Direction),
                     "calendars": array(STRING),
                     "scope": enum_of(CalendarScope),
-                }
+                    "connection": {
+                        "type": "string",
+                        "enum": [*(s.value for s in GrantStatus), NOT_CONNECTED],
+                        "description": "delegated mode only: whether the user's own grant works",
+                    },
+                },
+                optional=("connection",),
             )
         ),
         "mainAccount": nullable(STRING)

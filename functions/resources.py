@@ -22,9 +22,10 @@ def _links(ctx: TenantContext) -> LinkService:
     return LinkService(ctx.app.tables.repo(ResourceLink), ctx.tenant_id, ctx.app.clock)
 
 
-def _link_response(link: ResourceLink, status: int = 200) -> func.HttpResponse:
+async def _link_response(ctx: TenantContext, link: ResourceLink, status: int = 200) -> func.HttpResponse:
     etag = public_etag(link)
-    return json_response(link_view(link), status=status, headers={"ETag": etag} if etag else None)
+    view = link_view(link, await ctx.app.connect().connections(ctx.tenant))
+    return json_response(view, status=status, headers={"ETag": etag} if etag else None)
 
 
 @bp.route(route=RESOURCE, methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
@@ -36,13 +37,13 @@ async def put_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpRe
         if_match=req.headers.get("If-Match"),
         if_none_match=req.headers.get("If-None-Match"),
     )
-    return _link_response(link, status=201 if created else 200)
+    return await _link_response(ctx, link, status=201 if created else 200)
 
 
 @bp.route(route=RESOURCE, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @tenant_endpoint
 async def get_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
-    return _link_response(await _links(ctx).get(req.route_params["resourceId"]))
+    return await _link_response(ctx, await _links(ctx).get(req.route_params["resourceId"]))
 
 
 async def _unlinked(
@@ -81,4 +82,5 @@ async def unlink_account(req: func.HttpRequest, ctx: TenantContext) -> func.Http
 async def list_resources(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
     limit = query_int("limit", req.params.get("limit"), default=100, low=1, high=MAX_LIST)
     page, after = await _links(ctx).list(after=req.params.get("after") or None, limit=limit)
-    return json_response({"resources": [link_view(link) for link in page], "next": after})
+    connections = await ctx.app.connect().connections(ctx.tenant)
+    return json_response({"resources": [link_view(link, connections) for link in page], "next": after})

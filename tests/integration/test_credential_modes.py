@@ -267,6 +267,8 @@ async def test_delegated_a_user_connects_their_calendar_and_a_revoked_grant_asks
         assert "invalid_grant" in event["data"]["reason"]
         mine = await tenant.call("GET", f"/connect/accounts/{MEGAN}")
         assert (mine.body["status"], "invalid_grant" in mine.body["error"]) == ("reconnect_required", True)
+        link = await tenant.call("GET", "/resources/megan-desk")
+        assert [a["connection"] for a in link.body["accounts"]] == ["reconnect_required"]  # the link says so
         assert (await tenant.sync("megan-desk"))["status"] == "failed"  # told once, not twice
         await asyncio.sleep(1)
         assert len(tenant.told()) == 1
@@ -276,7 +278,7 @@ async def test_delegated_a_user_connects_their_calendar_and_a_revoked_grant_asks
         assert (await tenant.call("GET", f"/connect/accounts/{MEGAN}")).body["status"] == "connected"
         assert (await tenant.sync("megan-desk"))["status"] == "succeeded"
         link = await tenant.call("GET", "/resources/megan-desk")
-        assert len(link.body["accounts"]) == 1  # connecting again links nothing twice
+        assert [a["connection"] for a in link.body["accounts"]] == ["connected"]  # once, not twice
 
 
 async def test_delegated_test_settings_show_each_users_token_and_disconnect_forgets_the_grant(
@@ -295,7 +297,9 @@ async def test_delegated_test_settings_show_each_users_token_and_disconnect_forg
         assert body == {"status": "connected", "account": MEGAN}
         ola = "ola@tdelegated.onmicrosoft.com"
         resource = await tenant.call("GET", "/resources/desk")
-        accounts = [*resource.body["accounts"], {"account": ola, "direction": "down"}]
+        accounts = [{k: v for k, v in a.items() if k != "connection"} for a in resource.body["accounts"]] + [
+            {"account": ola, "direction": "down"}
+        ]
         put = await tenant.call(
             "PUT",
             "/resources/desk",
@@ -303,6 +307,7 @@ async def test_delegated_test_settings_show_each_users_token_and_disconnect_forg
             headers={"If-Match": resource.headers["ETag"]},
         )
         assert put.status == 200, put.text
+        assert [a["connection"] for a in put.body["accounts"]] == ["connected", "not_connected"]
 
         report = (await tenant.call("POST", "/test")).body
         assert [(c["check"], c["target"], c["status"]) for c in report["checks"]] == [

@@ -350,6 +350,9 @@ def test_operator_and_resource_views_fit_their_schemas_exactly() -> None:
     assert_view_fits(link, "Resource")
     assert_view_fits({"resources": [link], "next": "room-4b"}, "ResourceList")
     assert_view_fits(link_view(ResourceLink(tenant_id="t", resource_id="r")), "Resource")
+    delegated = link_view(_link(), {"grady@contoso.no": "reconnect_required"})
+    assert {a["connection"] for a in delegated["accounts"]} <= {"reconnect_required", "not_connected"}
+    assert_view_fits(delegated, "Resource")
 
 
 async def test_calendar_views_fit_their_schemas_exactly() -> None:
