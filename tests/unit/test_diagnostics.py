@@ -1,4 +1,4 @@
-"""Test settings (`core/diagnostics.py`): one line per check with its status, and for every
+"""Test settings (`core/diagnostics/`): one line per check with its status, and for every
 failure the fix in plain words — against the in-memory Graph and tables, with a token provider
 whose claims (or refusal) each test chooses."""
 
@@ -144,6 +144,21 @@ async def mail_import(
     await tables.repo(MailImport).save(config)
 
 
+async def booking_calendar(tables: Tables, graph: InMemoryGraph, **kw: Any) -> None:
+    """The booking calendar 'advice': the owner's 'Bookable slots' calendar."""
+    slots = graph.add_calendar(BOOKING, "Bookable slots")
+    await tables.repo(BookingCalendar).save(
+        BookingCalendar(
+            tenant_id="acme",
+            booking_id="advice",
+            owner=BOOKING,
+            calendar="Bookable slots",
+            calendar_id=slots.id,
+            **kw,
+        )
+    )
+
+
 async def full_setup(tables: Tables, graph: InMemoryGraph) -> None:
     """Every feature, set up right: a resource reading Adele's 'Ferie' calendar and writing
     Grady's default one, a mail import, a booking calendar that notifies, two monitored users."""
@@ -158,17 +173,7 @@ async def full_setup(tables: Tables, graph: InMemoryGraph) -> None:
         LinkedAccount(account=GRADY, direction=Direction.BOTH),
     )
     await mail_import(tables, graph, notify_to="it@acme.example")
-    slots = graph.add_calendar(BOOKING, "Bookable slots")
-    await tables.repo(BookingCalendar).save(
-        BookingCalendar(
-            tenant_id="acme",
-            booking_id="advice",
-            owner=BOOKING,
-            calendar="Bookable slots",
-            calendar_id=slots.id,
-            notify_attendees=True,
-        )
-    )
+    await booking_calendar(tables, graph, notify_attendees=True)
     for email in (GRADY, ADELE):
         await tables.repo(Presence).save(Presence(tenant_id="acme", email=email))
     await tables.repo(PresenceSettings).save(PresenceSettings(tenant_id="acme", monitor_account=GRADY))
@@ -540,16 +545,7 @@ async def test_delegated_each_account_has_its_own_token_line_and_a_revoked_one_g
         LinkedAccount(account=ADELE, direction=Direction.DOWN, calendars=["Ferie"]),
         LinkedAccount(account=GRADY, direction=Direction.BOTH),
     )
-    slots = graph.add_calendar(BOOKING, "Bookable slots")
-    await tables.repo(BookingCalendar).save(
-        BookingCalendar(
-            tenant_id="acme",
-            booking_id="advice",
-            owner=BOOKING,
-            calendar="Bookable slots",
-            calendar_id=slots.id,
-        )
-    )
+    await booking_calendar(tables, graph)
     await tables.repo(DelegatedGrant).save(
         DelegatedGrant(tenant_id="acme", account=GRADY, status=GrantStatus.RECONNECT_REQUIRED)
     )
