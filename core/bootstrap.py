@@ -46,7 +46,7 @@ from core.observability import configure_logging
 from core.presence.monitor import AzurePresenceQueue, PresenceMonitor
 from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
-from core.settings import Settings, StorageSettings
+from core.settings import LogFormat, Settings, StorageSettings
 from core.store import Tables, open_tables
 
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ def graph_client_options(settings: Settings) -> GraphClientOptions:
 
 def build_container(settings: Settings) -> Container:
     """Wire the adapters for `settings`. No I/O happens here (see `Container.prepare`)."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, context_in_message=settings.log_format is LogFormat.MESSAGE)
     return Container(
         settings=settings,
         tables=open_tables(settings.storage, settings.table_prefix),

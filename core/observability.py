@@ -1,9 +1,12 @@
-"""Structured logging: every record carries tenant, run id and function.
+r"""Structured logging: every record carries tenant, run id and function.
 
 Callers set the context once (`log_context(...)`) and log plain messages; a filter copies the
-context onto each record, where Application Insights picks the attributes up as custom
-dimensions and the local console formatter prints them as JSON. Messages never carry mail or
-appointment content or secrets: log ids and counts, not payloads.
+context onto each record, where the local console formatter prints it as JSON. In Azure the
+Functions Python worker forwards only a record's message to Application Insights (its attributes
+are dropped), so there (`LOG_FORMAT=message`) the context and extras are appended to the message
+as one JSON object — `run succeeded | {"tenant_id": …, "run_id": …, "function": …}` — which the
+alerts and the workbook parse (`parse_json(extract(@"\| (\{.*\})$", 1, message))`). Messages
+never carry mail or appointment content or secrets: log ids and counts, not payloads.
 """
 
 from __future__ import annotations
@@ -63,19 +66,47 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name, value in vars(record).items():
-            if name not in _STANDARD and value is not None and not name.startswith("_"):
-                out[name] = value
+        out.update(structured_fields(record))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
 
 
-def configure_logging(level: str = "INFO", *, json_console: bool = False) -> None:
+MESSAGE_SEPARATOR = " | "
+
+
+def structured_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's context and `extra` fields (what JsonFormatter prints beside the message)."""
+    return {
+        name: value
+        for name, value in vars(record).items()
+        if name not in _STANDARD and value is not None and not name.startswith("_")
+    }
+
+
+class MessageContextFilter(logging.Filter):
+    """Appends the record's context and extras to its message as one JSON object, once (the
+    same record passes every handler's filters)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_context_in_message", False):
+            return True
+        fields = structured_fields(record)
+        if fields:
+            record.msg = record.getMessage() + MESSAGE_SEPARATOR + json.dumps(fields, default=str)
+            record.args = None
+        record._context_in_message = True
+        return True
+
+
+def configure_logging(
+    level: str = "INFO", *, json_console: bool = False, context_in_message: bool = False
+) -> None:
     """Install the context filter on the root handlers (idempotent).
 
-    In Azure the Functions worker owns the handlers and forwards records to Application
-    Insights; locally `json_console=True` adds one JSON-lines handler on stderr.
+    In Azure the Functions worker owns the handlers and forwards each record's message to
+    Application Insights: `context_in_message=True` puts the context there too. Locally
+    `json_console=True` adds one JSON-lines handler on stderr.
     """
     root = logging.getLogger()
     root.setLevel(level)
@@ -86,6 +117,8 @@ def configure_logging(level: str = "INFO", *, json_console: bool = False) -> Non
     for handler in root.handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())
+        if context_in_message and not any(isinstance(f, MessageContextFilter) for f in handler.filters):
+            handler.addFilter(MessageContextFilter())
     # The Azure SDKs log every request's headers at INFO, httpx (under msgraph-sdk) every Graph
     # URL with its mailbox and delta token: keep them quiet unless debugging.
     for noisy in (

@@ -113,6 +113,11 @@ class StorageSettings(BaseModel):
         return f"https://{self.account_name}.{service}.core.windows.net"
 
 
+class LogFormat(StrEnum):
+    FIELDS = "fields"  # the context as record attributes
+    MESSAGE = "message"  # also appended to the message as JSON (Azure: Application Insights)
+
+
 class SecretsProvider(StrEnum):
     LOCAL = "local"
     KEYVAULT = "keyvault"
@@ -222,6 +227,10 @@ class Settings(BaseModel):
     housekeeping_schedule: Ncrontab = Field("0 17 3 * * *", alias="HOUSEKEEPING_SCHEDULE")
     run_retention_days: int = Field(30, ge=1, le=3650, alias="RUN_RETENTION_DAYS")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", alias="LOG_LEVEL")
+    # `message` in Azure: the Functions Python worker forwards a record's message to Application
+    # Insights and drops its attributes, so the context (tenant, run id, function, extras) must
+    # travel in the message to be queryable; `fields` keeps it in attributes (the local host).
+    log_format: LogFormat = Field(LogFormat.FIELDS, alias="LOG_FORMAT")
     # Microsoft Graph. Locally the base URL, authority and CA point at the Graph emulator
     # (devtools/graph_emulator): the same gateway code runs against it.
     graph_base_url: Annotated[str, AfterValidator(_valid_graph_base_url)] = Field(

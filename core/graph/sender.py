@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _NO_REDIRECTS = {
     REQUEST_OPTIONS_KEY: {RedirectHandlerOption.get_key(): RedirectHandlerOption(should_redirect=False)}
 }
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -352,6 +355,16 @@ class GraphSender:
         delay = advised if advised is not None else self._retry.backoff(attempt)
         if waited + delay > self._retry.max_total_wait:
             return None
+        # what the workbook's throttling chart counts (never the mailbox or the URL)
+        log.warning(
+            "graph request retried",
+            extra={
+                "operation": error.operation,
+                "error": type(error).__name__,
+                "status": error.status,
+                "delay_seconds": round(delay, 3),
+            },
+        )
         return delay
 
 

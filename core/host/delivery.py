@@ -298,7 +298,11 @@ class Dispatcher:
             settled_through=event.sequence, next_attempt_at=None, gap_sequence=None, gap_seen_at=None
         )
         run.add("delivered")
-        log.info("event delivered", extra={**ids, "status": status, "attempts": event.attempts + 1})
+        lag = round((now - event.created_at).total_seconds(), 3)  # emitted → delivered
+        log.info(
+            "event delivered",
+            extra={**ids, "status": status, "attempts": event.attempts + 1, "lag_seconds": lag},
+        )
         return True
 
     async def _failed(self, lease: Lease, event: OutboxEntry, error: str, run: RunHandle) -> bool:
