@@ -41,6 +41,7 @@ from core.graph.model import (
     EventChanges,
     EventDraft,
     EventType,
+    GraphSubscription,
     MailFolder,
     Message,
     OutgoingMail,
@@ -48,6 +49,7 @@ from core.graph.model import (
     Schedule,
     ScheduleItem,
     ShowAs,
+    SubscriptionRequest,
     User,
     check_addresses,
     check_attachment,
@@ -55,6 +57,10 @@ from core.graph.model import (
     check_window,
 )
 from core.graph.port import DEFAULT_CHUNK_SIZE, DEFAULT_DELTA_PAGE_SIZE, DEFAULT_MESSAGE_PAGE_SIZE
+from core.graph.render import subscription_body
+
+# Outlook resources: the most Graph grants (sources say 4,230 or 10,080 minutes; FACTS.md).
+MAX_SUBSCRIPTION_LIFETIME = timedelta(minutes=4230)
 
 V = TypeVar("V", Event, Message)
 
@@ -145,6 +151,9 @@ class InMemoryGraph:
         self.calls: list[tuple[str, str]] = []  # (operation, mailbox), for tests that count
         # (mailbox key, "post" | "upload_session"): how each event attachment was added.
         self.attachment_uploads: Counter[tuple[str, str]] = Counter()
+        # Graph's side of change notifications: id -> (mailbox key, request, expiration granted).
+        self.subscriptions: dict[str, tuple[str, SubscriptionRequest, datetime]] = {}
+        self.reauthorized: list[str] = []
 
     # === the world: seeding and acting as a person in Outlook ==============================
 
@@ -619,6 +628,43 @@ class InMemoryGraph:
                     )
                     for a in mail.attachments
                 ]
+
+    # --- change notifications --------------------------------------------------------------
+
+    async def create_subscription(self, mailbox: str, request: SubscriptionRequest) -> GraphSubscription:
+        subscription_body(request)  # what Graph would refuse, refused the same way
+        async with self._op("create_subscription", mailbox):
+            subscription_id = str(uuid.uuid4())
+            granted = min(request.expiration, datetime.now(UTC) + MAX_SUBSCRIPTION_LIFETIME)
+            self.subscriptions[subscription_id] = (self._key(mailbox), request, granted)
+            return GraphSubscription(subscription_id, request.resource, granted)
+
+    async def renew_subscription(
+        self, mailbox: str, subscription_id: str, expiration: datetime
+    ) -> GraphSubscription:
+        async with self._op("renew_subscription", mailbox):
+            key, request, _ = self._subscription(subscription_id, "renew_subscription", mailbox)
+            granted = min(expiration, datetime.now(UTC) + MAX_SUBSCRIPTION_LIFETIME)
+            self.subscriptions[subscription_id] = (key, request, granted)
+            return GraphSubscription(subscription_id, request.resource, granted)
+
+    async def reauthorize_subscription(self, mailbox: str, subscription_id: str) -> None:
+        async with self._op("reauthorize_subscription", mailbox):
+            self._subscription(subscription_id, "reauthorize_subscription", mailbox)
+            self.reauthorized.append(subscription_id)
+
+    async def delete_subscription(self, mailbox: str, subscription_id: str) -> None:
+        async with self._op("delete_subscription", mailbox):
+            self.subscriptions.pop(subscription_id, None)
+
+    def _subscription(
+        self, subscription_id: str, operation: str, mailbox: str
+    ) -> tuple[str, SubscriptionRequest, datetime]:
+        found = self.subscriptions.get(subscription_id)
+        if found is None or found[2] <= datetime.now(UTC):
+            self.subscriptions.pop(subscription_id, None)
+            raise _not_found(operation, mailbox)
+        return found
 
     # === internals ==========================================================================
 

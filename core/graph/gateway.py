@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -22,6 +23,7 @@ from core.graph.errors import (
     FolderNotFound,
     GraphError,
     MalformedResponse,
+    NotFound,
     SyncStateExpired,
 )
 from core.graph.limits import MailboxLimiter
@@ -33,10 +35,12 @@ from core.graph.model import (
     Event,
     EventChanges,
     EventDraft,
+    GraphSubscription,
     MailFolder,
     Message,
     OutgoingMail,
     Schedule,
+    SubscriptionRequest,
     User,
     check_addresses,
     check_attachment,
@@ -56,6 +60,7 @@ from core.graph.parse import (
     parse_message_delta_page,
     parse_next_expected_start,
     parse_schedule,
+    parse_subscription,
     parse_upload_url,
     parse_user,
 )
@@ -65,8 +70,10 @@ from core.graph.render import (
     event_body,
     event_changes_body,
     forward_body,
+    graph_instant,
     schedule_body,
     send_mail_body,
+    subscription_body,
 )
 from core.graph.sender import UTC_TIMES, Call, GraphSender, Reply, RetryPolicy
 
@@ -134,6 +141,11 @@ def _path(*segments: str, query: Mapping[str, str | int] | None = None) -> str:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_permission(resource: str) -> str:
+    """What Graph checks to subscribe to `resource` (named in a ConsentMissing)."""
+    return CALENDARS_READ if resource.rstrip("/").lower().endswith("/events") else MAIL_READ
 
 
 def _page_size(value: int) -> int:
@@ -698,6 +710,54 @@ class GraphApiGateway:
             idempotent=False,  # a repeated forward is a second mail
         )
         await self._send(call)
+
+    # --- change notifications --------------------------------------------------------------
+
+    async def create_subscription(self, mailbox: str, request: SubscriptionRequest) -> GraphSubscription:
+        call = Call(
+            "create_subscription",
+            mailbox,
+            method="POST",
+            path=_path("subscriptions"),
+            body=dumps(subscription_body(request)),
+            permission=_read_permission(request.resource),
+            idempotent=False,  # a repeated POST is a second subscription
+        )
+        return await self._object(call, parse_subscription)
+
+    async def renew_subscription(
+        self, mailbox: str, subscription_id: str, expiration: datetime
+    ) -> GraphSubscription:
+        call = Call(
+            "renew_subscription",
+            mailbox,
+            method="PATCH",
+            path=_path("subscriptions", _seg(subscription_id)),
+            body=dumps({"expirationDateTime": graph_instant(expiration)}),
+            idempotent=True,
+        )
+        return await self._object(call, parse_subscription)
+
+    async def reauthorize_subscription(self, mailbox: str, subscription_id: str) -> None:
+        call = Call(
+            "reauthorize_subscription",
+            mailbox,
+            method="POST",
+            path=_path("subscriptions", _seg(subscription_id), "reauthorize"),
+            idempotent=True,
+        )
+        await self._send(call)
+
+    async def delete_subscription(self, mailbox: str, subscription_id: str) -> None:
+        call = Call(
+            "delete_subscription",
+            mailbox,
+            method="DELETE",
+            path=_path("subscriptions", _seg(subscription_id)),
+            idempotent=True,
+        )
+        with contextlib.suppress(NotFound):  # gone already (expired, removed): stopped either way
+            await self._send(call)
 
     async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
         call = Call(

@@ -386,3 +386,27 @@ def transaction_id(host_appointment_id: str, version: int | str) -> str:
     if not host_appointment_id:
         raise BadRequest("host appointment id is empty")
     return str(uuid.uuid5(TRANSACTION_NAMESPACE, f"{host_appointment_id}\x1f{version}"))
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRequest:
+    """A change-notification subscription to create. `resource` is a Graph path such as
+    `/users/{id}/calendar/events`; `client_state` (≤ 128 characters) comes back in every
+    notification, so only Graph and the bridge know it."""
+
+    resource: str
+    change_types: tuple[str, ...]
+    notification_url: str
+    lifecycle_url: str
+    client_state: str
+    expiration: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSubscription:
+    """A subscription as Graph holds it: `expiration` is what Graph granted, which may be
+    earlier than what was asked."""
+
+    id: str
+    resource: str
+    expiration: datetime

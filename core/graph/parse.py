@@ -31,6 +31,7 @@ from core.graph.model import (
     DeltaPage,
     Event,
     EventType,
+    GraphSubscription,
     MailFolder,
     Message,
     Removed,
@@ -317,6 +318,15 @@ def parse_folder(raw: object, path: str = "") -> MailFolder:
     assert type(raw) is dict
     name = _str(raw, "displayName", "mailFolder", item_id)
     return MailFolder(item_id, name, _opt_str(raw.get("parentFolderId")), path or name)
+
+
+def parse_subscription(raw: object) -> GraphSubscription:
+    item_id = _id(raw, "subscription")
+    assert type(raw) is dict
+    expiration = _instant(raw.get("expirationDateTime"))
+    if expiration is None:
+        raise MalformedItem("subscription", "no expirationDateTime", item_id=item_id)
+    return GraphSubscription(item_id, _str(raw, "resource", "subscription", item_id), expiration)
 
 
 def parse_schedule(raw: object) -> Schedule:

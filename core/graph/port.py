@@ -34,10 +34,12 @@ from core.graph.model import (
     Event,
     EventChanges,
     EventDraft,
+    GraphSubscription,
     MailFolder,
     Message,
     OutgoingMail,
     Schedule,
+    SubscriptionRequest,
     User,
 )
 
@@ -196,6 +198,30 @@ class GraphGateway(Protocol):
     async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
         """Send as `mailbox` (up to 3 MB of attachments). Never retried on an ambiguous failure
         (5xx, timeout): the caller's ledger decides, so a mail is not sent twice."""
+        ...
+
+    # --- change notifications ------------------------------------------------------------
+
+    async def create_subscription(self, mailbox: str, request: SubscriptionRequest) -> GraphSubscription:
+        """Subscribe to changes of a resource in `mailbox`. Graph first validates the
+        notification URL (the handshake), then answers with the subscription and the
+        expiration it granted. Never retried on an ambiguous failure (a retry could make a
+        second subscription): the caller reconciles."""
+        ...
+
+    async def renew_subscription(
+        self, mailbox: str, subscription_id: str, expiration: datetime
+    ) -> GraphSubscription:
+        """Extend a subscription; NotFound when Graph no longer has it."""
+        ...
+
+    async def reauthorize_subscription(self, mailbox: str, subscription_id: str) -> None:
+        """Answer `reauthorizationRequired`: Graph checks the app's access again and keeps
+        delivering. NotFound when Graph no longer has it."""
+        ...
+
+    async def delete_subscription(self, mailbox: str, subscription_id: str) -> None:
+        """Stop a subscription; one Graph no longer has is already stopped (no error)."""
         ...
 
     async def close(self) -> None:

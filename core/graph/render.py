@@ -8,7 +8,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from core.graph.model import Attendee, BodyType, EventChanges, EventDraft, OutgoingMail
+from core.graph.errors import BadRequest
+from core.graph.model import Attendee, BodyType, EventChanges, EventDraft, OutgoingMail, SubscriptionRequest
+
+CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
+MAX_CLIENT_STATE = 128  # Graph's limit
 
 
 def graph_datetime(moment: datetime) -> dict[str, str]:
@@ -117,6 +121,33 @@ def send_mail_body(mail: OutgoingMail) -> dict[str, Any]:
             for a in mail.attachments
         ]
     return {"message": message, "saveToSentItems": mail.save_to_sent_items}
+
+
+def graph_instant(moment: datetime) -> str:
+    """An instant as Graph's DateTimeOffset properties take it (expirationDateTime)."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def subscription_body(request: SubscriptionRequest) -> dict[str, Any]:
+    """POST /subscriptions; BadRequest for what Graph would refuse, before any I/O."""
+    if not request.resource.startswith("/users/") or "?" in request.resource:
+        raise BadRequest("a subscription's resource is a /users/… path without a query")
+    if not request.change_types or not set(request.change_types) <= CHANGE_TYPES:
+        raise BadRequest(f"a subscription's change types are some of {sorted(CHANGE_TYPES)}")
+    if not 0 < len(request.client_state) <= MAX_CLIENT_STATE:
+        raise BadRequest(f"a clientState is 1 to {MAX_CLIENT_STATE} characters")
+    for url in (request.notification_url, request.lifecycle_url):
+        if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise BadRequest("notification URLs are https (http only to loopback, for tests)")
+    return {
+        "changeType": ",".join(sorted(request.change_types)),
+        "notificationUrl": request.notification_url,
+        "lifecycleNotificationUrl": request.lifecycle_url,
+        "resource": request.resource,
+        "expirationDateTime": graph_instant(request.expiration),
+        "clientState": request.client_state,
+        "latestSupportedTlsVersion": "v1_2",
+    }
 
 
 def dumps(body: dict[str, Any]) -> bytes:

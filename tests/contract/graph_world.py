@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Protocol
 
+from aiohttp import web
 from azure.identity.aio import ClientSecretCredential
 
 from core.graph import MailboxLimiter
@@ -34,6 +35,7 @@ from core.graph.render import event_body, event_changes_body
 from core.graph.sender import RetryPolicy
 from devtools.graph_emulator import App, GraphEmulator, Tenant
 from devtools.graph_emulator.mail_ops import file
+from devtools.graph_emulator.subscriptions import SubscriptionsModule
 
 
 class GraphWorld(Protocol):
@@ -103,6 +105,14 @@ class GraphWorld(Protocol):
 
     async def reset_peaks(self) -> None: ...
 
+    async def notification_url(self) -> str:
+        """A URL that answers Graph's validation handshake (and takes notifications)."""
+        ...
+
+    async def subscription_ids(self, mailbox: str) -> set[str]:
+        """The ids of the live subscriptions Graph holds for resources of `mailbox`."""
+        ...
+
 
 @dataclass
 class GraphHarness:
@@ -171,6 +181,13 @@ class FakeWorld:
     async def reset_peaks(self) -> None:
         self.graph.reset_peaks()
 
+    async def notification_url(self) -> str:
+        return "https://bridge.example/api/v1/graph/notifications?tenantId=t"
+
+    async def subscription_ids(self, mailbox: str) -> set[str]:
+        key = mailbox.casefold()
+        return {i for i, (box, _, _) in self.graph.subscriptions.items() if box == key}
+
 
 # --- the emulator ------------------------------------------------------------------------------
 
@@ -195,6 +212,8 @@ class EmulatorWorld:
         self.emulator = emulator
         self.tenant_id = tenant_id
         self._users: list[str] = []
+        self._receiver: web.AppRunner | None = None
+        self._receiver_url = ""
 
     async def add_user(self, upn: str, display_name: str = "") -> None:
         self.emulator.add_user(self.tenant_id, upn, display_name=display_name or None)
@@ -291,6 +310,37 @@ class EmulatorWorld:
         for upn in self._users:
             self.emulator.reset_counters(upn)
 
+    async def notification_url(self) -> str:
+        """A receiver on loopback that echoes the validation token (started on first use)."""
+        if self._receiver is None:
+
+            async def receive(request: web.Request) -> web.Response:
+                token = request.query.get("validationToken")
+                if token is not None:
+                    return web.Response(text=token, content_type="text/plain")
+                return web.Response(status=202)
+
+            app = web.Application()
+            app.router.add_post("/notifications", receive)
+            self._receiver = web.AppRunner(app, access_log=None)
+            await self._receiver.setup()
+            site = web.TCPSite(self._receiver, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._receiver_url = f"http://127.0.0.1:{port}/notifications"
+        return self._receiver_url
+
+    async def subscription_ids(self, mailbox: str) -> set[str]:
+        module = SubscriptionsModule.of(self.emulator)
+        user = self.emulator.ctx.directory.user(self.tenant_id, mailbox)
+        return {
+            s.id for s in module.subscriptions(self.tenant_id) if user is not None and s.user_id == user.id
+        }
+
+    async def close(self) -> None:
+        if self._receiver is not None:
+            await self._receiver.cleanup()
+
 
 def _outlook_body(draft: EventDraft) -> dict[str, Any]:
     """The Graph JSON Outlook would write for `draft`: the gateway's own rendering, without the
@@ -361,5 +411,9 @@ class EmulatedTenant:
 async def emulator_harness(emulator: GraphEmulator) -> AsyncIterator[GraphHarness]:
     """The emulator-backed harness for one test: a fresh tenant, the real gateway."""
     tenant = EmulatedTenant.create(emulator)
+    world = tenant.world()
     async with tenant.gateway() as gateway:
-        yield GraphHarness(gateway=gateway, world=tenant.world(), name="emulator")
+        try:
+            yield GraphHarness(gateway=gateway, world=world, name="emulator")
+        finally:
+            await world.close()

@@ -40,7 +40,7 @@ from core.graph import (
     transaction_id,
 )
 from core.graph.fake import InMemoryGraph, SeedAttachment
-from core.graph.model import AttachmentKind, OutgoingMail
+from core.graph.model import AttachmentKind, OutgoingMail, SubscriptionRequest
 from tests.contract.graph_world import FakeWorld, GraphHarness, emulator_harness
 
 
@@ -656,3 +656,73 @@ async def test_message_delta_gives_the_folder_first_then_only_changes(graph: Gra
     items, _ = await round_(link)
     assert {i.id for i in items if isinstance(i, Message)} == {second}
     assert {i.id for i in items if isinstance(i, Removed)} == {first}
+
+
+# --- change notifications ----------------------------------------------------------------------
+
+
+def _subscription(
+    resource: str, url: str, *, days: float = 2, change_types: tuple[str, ...] = ()
+) -> SubscriptionRequest:
+    return SubscriptionRequest(
+        resource=resource,
+        change_types=change_types or ("created", "updated", "deleted"),
+        notification_url=url,
+        lifecycle_url=url,
+        client_state="cs-" + uuid.uuid4().hex,
+        expiration=datetime.now(UTC) + timedelta(days=days),
+    )
+
+
+async def test_a_subscription_is_created_renewed_reauthorized_and_deleted(graph: GraphHarness) -> None:
+    """GIVEN a mailbox WHEN the bridge subscribes to its calendar's events (Graph validates the
+    notification URL first) THEN Graph holds the subscription with the expiration it granted;
+    renewing extends it, reauthorizing keeps it; deleting stops it, and deleting again or a
+    subscription Graph never had is no error — while renewing or reauthorizing one it no
+    longer has is NotFound."""
+    mailbox = await _mailbox(graph)
+    url = await graph.world.notification_url()
+    request = _subscription(f"/users/{mailbox}/calendar/events", url, days=1)
+    created = await graph.gateway.create_subscription(mailbox, request)
+    assert created.id in await graph.world.subscription_ids(mailbox)
+    assert created.resource == request.resource
+    assert datetime.now(UTC) < created.expiration <= request.expiration + timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(days=2)
+    renewed = await graph.gateway.renew_subscription(mailbox, created.id, later)
+    assert (renewed.id, renewed.expiration > created.expiration) == (created.id, True)
+    await graph.gateway.reauthorize_subscription(mailbox, created.id)
+    await graph.gateway.delete_subscription(mailbox, created.id)
+    assert created.id not in await graph.world.subscription_ids(mailbox)
+    await graph.gateway.delete_subscription(mailbox, created.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.renew_subscription(mailbox, created.id, later)
+    with pytest.raises(NotFound):
+        await graph.gateway.reauthorize_subscription(mailbox, created.id)
+
+
+async def test_a_subscription_longer_than_graph_allows_is_granted_its_maximum(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    folder = await graph.world.add_mail_folder(mailbox, "Inbox/Fakturaer")
+    url = await graph.world.notification_url()
+    request = _subscription(
+        f"/users/{mailbox}/mailFolders('{folder}')/messages", url, days=30, change_types=("created",)
+    )
+    granted = await graph.gateway.create_subscription(mailbox, request)
+    # Outlook's maximum is 4,230 or 10,080 minutes, by source (FACTS.md): within both
+    now = datetime.now(UTC)
+    assert now + timedelta(days=2) < granted.expiration <= now + timedelta(days=7, minutes=1)
+    assert granted.id in await graph.world.subscription_ids(mailbox)
+
+
+async def test_a_subscription_graph_would_refuse_is_refused_before_any_request(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    url = await graph.world.notification_url()
+    for bad in (
+        _subscription("/subscriptions", url),
+        _subscription(f"/users/{mailbox}/events?$filter=x", url),
+        _subscription(f"/users/{mailbox}/events", "http://bridge.example/hook"),
+        _subscription(f"/users/{mailbox}/events", url, change_types=("moved",)),
+    ):
+        with pytest.raises(BadRequest):
+            await graph.gateway.create_subscription(mailbox, bad)
+    assert await graph.world.subscription_ids(mailbox) == set()
