@@ -13,6 +13,7 @@ from functions import (
     health,
     housekeeping,
     mail,
+    notifications,
     openapi,
     operator,
     presence,
@@ -37,3 +38,4 @@ app.register_functions(runs.bp)
 app.register_functions(connect.bp)
 app.register_functions(openapi.bp)
 app.register_functions(diagnostics.bp)
+app.register_functions(notifications.bp)

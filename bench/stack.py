@@ -26,6 +26,7 @@ def app_env(azurite: Azurite, seeded: Seeded, work: Path) -> tuple[dict[str, str
         "CALENDAR_SYNC_SCHEDULE": NEVER,
         "HOUSEKEEPING_SCHEDULE": NEVER,
         "MAIL_IMPORT_SCHEDULE": NEVER,
+        "GRAPH_SUBSCRIPTION_SCHEDULE": NEVER,
         "GRAPH_BASE_URL": seeded.graph_url,
         "GRAPH_AUTHORITY_HOST": seeded.authority,
         "GRAPH_CA_BUNDLE": seeded.ca_cert,

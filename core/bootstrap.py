@@ -48,6 +48,12 @@ from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
 from core.settings import LogFormat, Settings, StorageSettings
 from core.store import Tables, open_tables
+from core.subscriptions import (
+    AzureSubscriptionQueue,
+    NotificationConfig,
+    SubscriptionManager,
+    request_reconcile,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -207,6 +213,30 @@ class Container:
         return PresenceMonitor(
             self.tables, self.graphs, self.presence_queue(), self.outbox(), clock=self.clock
         )
+
+    def subscription_queue(self) -> AzureSubscriptionQueue:
+        """Reconciles and lifecycle events for the `graph-subscriptions` queue trigger."""
+        return AzureSubscriptionQueue(self.queues)
+
+    def notification_config(self) -> NotificationConfig:
+        return NotificationConfig(
+            self.settings.bridge_public_url, timedelta(minutes=self.settings.graph_subscription_minutes)
+        )
+
+    def subscriptions(self) -> SubscriptionManager:
+        """Keeps tenants' Graph subscriptions in step with their configuration."""
+        return SubscriptionManager(
+            self.tables,
+            self.graphs,
+            self.notification_config(),
+            self.sync_queue(),
+            self.import_queue(),
+            clock=self.clock,
+        )
+
+    async def configuration_changed(self, tenant_id: str) -> None:
+        """A link or import changed: its subscriptions follow soon (`graph-subscriptions`)."""
+        await request_reconcile(self.subscription_queue(), self.notification_config(), tenant_id)
 
     def delivery_queue(self) -> AzureDeliveryQueue:
         """Nudges for the delivery trigger, and the poison queue of dead-lettered events."""

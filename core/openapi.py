@@ -1000,6 +1000,30 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 409, 422),
     ),
     Operation(
+        "POST",
+        "/api/v1/graph/notifications",
+        "graph_notifications",
+        "Onboarding",
+        "Microsoft Graph change notifications",
+        "Where Graph sends change and lifecycle notifications of the bridge's subscriptions (on "
+        "when BRIDGE_PUBLIC_URL is set). Anonymous: Graph carries no key; each notification is "
+        "checked against its subscription's clientState, and one that fails changes nothing. "
+        "With `validationToken` (Graph's handshake when a subscription is made) the token is "
+        "echoed as text/plain; otherwise the body is Graph's `{value: [notification…]}`, checked "
+        "and queued within Graph's 3 seconds: 202, whatever it held.",
+        Auth.ANONYMOUS,
+        (
+            Reply(200, "The validation handshake: the token, as text/plain."),
+            Reply(202, "Notifications accepted (those that failed the check are ignored)."),
+        ),
+        params=(
+            Param("validationToken", "query", "Graph's handshake token, to be echoed."),
+            Param("tenantId", "query", "The tenant whose subscription this is (set by the bridge)."),
+            Param("target", "query", "Which subscription of the tenant (set by the bridge)."),
+        ),
+        errors=(400,),
+    ),
+    Operation(
         "GET",
         CONNECTED,
         "list_connected_accounts",

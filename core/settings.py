@@ -275,6 +275,14 @@ class Settings(BaseModel):
     calendar_days_back: int = Field(30, ge=0, le=365, alias="CALENDAR_SYNC_DAYS_BACK")
     calendar_days_ahead: int = Field(365, ge=1, le=1825, alias="CALENDAR_SYNC_DAYS_AHEAD")
     calendar_window_slack_days: int = Field(7, ge=1, le=90, alias="CALENDAR_SYNC_WINDOW_SLACK_DAYS")
+    # A calendar whose change-notification subscription is healthy is read by the timer only
+    # when its last successful sync is older than this (0: every timer run, as without one).
+    calendar_sync_subscribed_hours: float = Field(6.0, ge=0, le=168, alias="CALENDAR_SYNC_SUBSCRIBED_HOURS")
+    # Change notifications (core/subscriptions), on when BRIDGE_PUBLIC_URL is set: how long a
+    # subscription is asked for (Outlook grants at most 4,230 or 10,080 minutes, by source; it
+    # is renewed once half is left) and when the timer reconciles and renews them.
+    graph_subscription_minutes: int = Field(4230, ge=45, le=10_080, alias="GRAPH_SUBSCRIPTION_MINUTES")
+    graph_subscription_schedule: Ncrontab = Field("0 20 * * * *", alias="GRAPH_SUBSCRIPTION_SCHEDULE")
     # Mail document import (core/mail). The timer fans out one queue message per import; the
     # host's download URLs for staged documents live this long (a delegation key's 7 days at most).
     mail_import_schedule: Ncrontab = Field("0 0 */2 * * *", alias="MAIL_IMPORT_SCHEDULE")

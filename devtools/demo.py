@@ -703,6 +703,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
             "LOCAL_SECRETS_DIR": str(demo_dir / "secrets"),
             "HOUSEKEEPING_SCHEDULE": os.environ.get("HOUSEKEEPING_SCHEDULE", "0 17 3 * * *"),
             "MAIL_IMPORT_SCHEDULE": os.environ.get("MAIL_IMPORT_SCHEDULE", "0 0 */2 * * *"),
+            "GRAPH_SUBSCRIPTION_SCHEDULE": os.environ.get("GRAPH_SUBSCRIPTION_SCHEDULE", "0 20 * * * *"),
             "CALENDAR_SYNC_SCHEDULE": os.environ.get("CALENDAR_SYNC_SCHEDULE", "0 */15 * * * *"),
             "RUN_RETENTION_DAYS": "30",
             "GRAPH_BASE_URL": graph.graph_url,

@@ -2,6 +2,7 @@
 "Sync calendar" (`POST …/resources/{r}/sync`) with its status (`GET …/resources/{r}/sync`)."""
 
 import logging
+from datetime import timedelta
 
 import azure.functions as func
 
@@ -23,7 +24,8 @@ SYNC = "v1/tenants/{tenantId}/resources/{resourceId}/sync"
 async def calendar_sync_fanout(timer: func.TimerRequest) -> None:
     """One queue message per down-linked calendar of every enabled tenant."""
     app = await container()
-    await fan_out(app.tables, app.sync_queue(), clock=app.clock)
+    subscribed = app.settings.calendar_sync_subscribed_hours if app.notification_config().enabled else 0
+    await fan_out(app.tables, app.sync_queue(), clock=app.clock, subscribed_poll=timedelta(hours=subscribed))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=CALENDAR_QUEUE, connection="AzureWebJobsStorage")

@@ -53,6 +53,7 @@ async def connect_callback(req: func.HttpRequest) -> func.HttpResponse:
     grant, return_url = await app.connect().callback(
         req.params.get("code"), req.params.get("state"), req.params.get("error")
     )
+    await app.configuration_changed(grant.tenant_id)  # the account was linked
     body = {"status": grant.status.value, "account": grant.account}
     if return_url:
         separator = "&" if "?" in return_url else "?"

@@ -29,6 +29,7 @@ async def put_mail_import(req: func.HttpRequest, ctx: TenantContext) -> func.Htt
         if_match=req.headers.get("If-Match"),
         if_none_match=req.headers.get("If-None-Match"),
     )
+    await ctx.app.configuration_changed(ctx.tenant_id)
     etag = public_etag(config)
     return json_response(
         import_view(config, None), status=201 if created else 200, headers={"ETag": etag} if etag else None
@@ -47,6 +48,7 @@ async def get_mail_import(req: func.HttpRequest, ctx: TenantContext) -> func.Htt
 @tenant_endpoint
 async def delete_mail_import(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
     await _imports(ctx).delete(req.route_params["importId"], if_match=req.headers.get("If-Match"))
+    await ctx.app.configuration_changed(ctx.tenant_id)
     return func.HttpResponse(status_code=204)
 
 

@@ -37,6 +37,7 @@ async def put_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpRe
         if_match=req.headers.get("If-Match"),
         if_none_match=req.headers.get("If-None-Match"),
     )
+    await ctx.app.configuration_changed(ctx.tenant_id)
     return await _link_response(ctx, link, status=201 if created else 200)
 
 
@@ -49,6 +50,7 @@ async def get_resource(req: func.HttpRequest, ctx: TenantContext) -> func.HttpRe
 async def _unlinked(
     ctx: TenantContext, cleanup: bool, resource_id: str, accounts: list[str]
 ) -> func.HttpResponse:
+    await ctx.app.configuration_changed(ctx.tenant_id)
     if not cleanup or not accounts:
         return func.HttpResponse(status_code=204)
     tracking_id = await request_cleanup(ctx.app.push_queue(), ctx.tenant_id, resource_id, accounts)

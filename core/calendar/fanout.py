@@ -10,12 +10,22 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from core.calendar.requests import SyncQueue, SyncRequest, Target, linked_calendars
 from core.request_errors import ItemNotFound
 from core.runs import Clock, RunHandle, track_run, utc_now
 from core.store import Tables
-from core.store.records import ResourceLink, Tenant
+from core.store.keys import escape_key
+from core.store.records import (
+    CalendarSyncState,
+    ResourceLink,
+    Subscription,
+    SubscriptionKind,
+    Tenant,
+    calendar_scope,
+    subscription_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +42,54 @@ def timer_requests(link: ResourceLink) -> list[SyncRequest]:
     ]
 
 
-async def fan_out(tables: Tables, queue: SyncQueue, *, clock: Clock = utc_now) -> RunHandle:
-    """Queue a sync of every down-linked calendar of every enabled tenant (one system run).
+class Coverage:
+    """Which of a tenant's calendars change notifications cover well enough for the timer to
+    leave them alone this time: a healthy subscription, and a successful sync less than
+    `poll_every` ago (a notification brings each change in seconds; the timer stays the
+    safety net, just less often)."""
+
+    def __init__(
+        self,
+        subscriptions: dict[str, Subscription],
+        synced: dict[str, datetime],
+        now: datetime,
+        poll_every: timedelta,
+    ) -> None:
+        self._subscriptions = subscriptions
+        self._synced = synced
+        self._now = now
+        self._poll_every = poll_every
+
+    @classmethod
+    async def of(cls, tables: Tables, tenant_id: str, now: datetime, poll_every: timedelta) -> Coverage:
+        if poll_every <= timedelta(0):
+            return cls({}, {}, now, poll_every)
+        partition = escape_key(tenant_id)
+        subscriptions = {
+            s.target: s async for s in tables.repo(Subscription).list(partition) if s.healthy(now)
+        }
+        synced: dict[str, datetime] = {}
+        if subscriptions:
+            async for state in tables.repo(CalendarSyncState).list(partition):
+                if state.last_success_at is not None:
+                    synced[state.scope] = state.last_success_at
+        return cls(subscriptions, synced, now, poll_every)
+
+    def covers(self, request: SyncRequest) -> bool:
+        if request.account is None or request.calendar is None:
+            return False
+        names = (request.resource_id, request.account, request.calendar)
+        if subscription_target(SubscriptionKind.CALENDAR, *names) not in self._subscriptions:
+            return False
+        last = self._synced.get(calendar_scope(*names))
+        return last is not None and self._now - last < self._poll_every
+
+
+async def fan_out(
+    tables: Tables, queue: SyncQueue, *, clock: Clock = utc_now, subscribed_poll: timedelta = timedelta(0)
+) -> RunHandle:
+    """Queue a sync of every down-linked calendar of every enabled tenant (one system run),
+    but for calendars change notifications cover (`Coverage`, with `subscribed_poll`).
     Up to `_SENDS` queue sends are in flight across links while the links are still being
     read; a send that fails fails the run (the timer's next run sends everything again)."""
     pending: set[asyncio.Task[None]] = set()
@@ -51,8 +107,12 @@ async def fan_out(tables: Tables, queue: SyncQueue, *, clock: Clock = utc_now) -
                 if not tenant.enabled:
                     continue
                 run.add("tenants")
+                coverage = await Coverage.of(tables, tenant.tenant_id, clock(), subscribed_poll)
                 async for link in tables.repo(ResourceLink).list(ResourceLink.key(tenant.tenant_id, "-")[0]):
                     for request in timer_requests(link):
+                        if coverage.covers(request):
+                            run.add("calendars_covered_by_notifications")
+                            continue
                         await drain(_SENDS - 1)
                         pending.add(asyncio.create_task(queue.send(request)))
                         run.add("calendars_queued")

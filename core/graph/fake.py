@@ -151,8 +151,10 @@ class InMemoryGraph:
         self.calls: list[tuple[str, str]] = []  # (operation, mailbox), for tests that count
         # (mailbox key, "post" | "upload_session"): how each event attachment was added.
         self.attachment_uploads: Counter[tuple[str, str]] = Counter()
-        # Graph's side of change notifications: id -> (mailbox key, request, expiration granted).
+        # Graph's side of change notifications: id -> (mailbox key, request, expiration granted),
+        # judged by `clock` (tests with a settable clock set it to theirs).
         self.subscriptions: dict[str, tuple[str, SubscriptionRequest, datetime]] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.reauthorized: list[str] = []
 
     # === the world: seeding and acting as a person in Outlook ==============================
@@ -635,7 +637,7 @@ class InMemoryGraph:
         subscription_body(request)  # what Graph would refuse, refused the same way
         async with self._op("create_subscription", mailbox):
             subscription_id = str(uuid.uuid4())
-            granted = min(request.expiration, datetime.now(UTC) + MAX_SUBSCRIPTION_LIFETIME)
+            granted = min(request.expiration, self.clock() + MAX_SUBSCRIPTION_LIFETIME)
             self.subscriptions[subscription_id] = (self._key(mailbox), request, granted)
             return GraphSubscription(subscription_id, request.resource, granted)
 
@@ -644,7 +646,7 @@ class InMemoryGraph:
     ) -> GraphSubscription:
         async with self._op("renew_subscription", mailbox):
             key, request, _ = self._subscription(subscription_id, "renew_subscription", mailbox)
-            granted = min(expiration, datetime.now(UTC) + MAX_SUBSCRIPTION_LIFETIME)
+            granted = min(expiration, self.clock() + MAX_SUBSCRIPTION_LIFETIME)
             self.subscriptions[subscription_id] = (key, request, granted)
             return GraphSubscription(subscription_id, request.resource, granted)
 
@@ -661,7 +663,7 @@ class InMemoryGraph:
         self, subscription_id: str, operation: str, mailbox: str
     ) -> tuple[str, SubscriptionRequest, datetime]:
         found = self.subscriptions.get(subscription_id)
-        if found is None or found[2] <= datetime.now(UTC):
+        if found is None or found[2] <= self.clock():
             self.subscriptions.pop(subscription_id, None)
             raise _not_found(operation, mailbox)
         return found

@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 MAIL_QUEUE = "mail-import"
 MAIL_POISON_QUEUE = MAIL_QUEUE + "-poison"
+REASONS = frozenset({"timer", "manual", "notification"})
 FUNCTION = "mail-import"
 IMPORTED = "document.imported"
 FORWARDED = "mail.forwarded"
@@ -122,8 +123,10 @@ class ImportRequest:
         run_id, reason, attempt = raw.get("run_id"), raw.get("reason", "timer"), raw.get("attempt", 0)
         if run_id is not None and not isinstance(run_id, str):
             raise ValueError("a mail-import message's run_id is a string")
-        if reason not in ("timer", "manual") or type(attempt) is not int or attempt < 0:
-            raise ValueError("a mail-import message's reason is timer or manual, attempt a count")
+        if reason not in REASONS or type(attempt) is not int or attempt < 0:
+            raise ValueError(
+                "a mail-import message's reason is timer, manual or notification, attempt a count"
+            )
         return cls(tenant_id, import_id, run_id, reason, attempt)
 
 

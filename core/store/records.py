@@ -981,38 +981,81 @@ def hash_client_state(client_state: str) -> str:
     return hashlib.sha256(client_state.encode("utf-8")).hexdigest()
 
 
-class Subscription(Record):
-    """A Graph change-notification subscription the bridge owns.
+class SubscriptionKind(StrEnum):
+    CALENDAR = "calendar"  # one synced calendar: a resource's link to one calendar of an account
+    MAIL = "mail"  # one mail import's folder
 
-    Keys: partition = tenant, row = subscription id. A notification carries both, so checking it
-    is a point read; renewal lists the tenant's partition for expiring ones."""
+
+class SubscriptionStatus(StrEnum):
+    CREATING = "creating"  # the row is written, Graph is being asked
+    ACTIVE = "active"
+    FAILED = "failed"  # Graph refused or could not be reached: `error`; tried again when reconciled
+    REMOVED = "removed"  # Graph removed it (subscriptionRemoved) or it expired: to be made again
+
+
+def subscription_target(kind: SubscriptionKind, *parts: str) -> str:
+    """The row key naming what a subscription watches: `c-<calendar scope>` for a synced
+    calendar, `m-<hash of the import id>` for a mail import. URL-safe, because it travels in the
+    notification URL (`…/graph/notifications?tenantId=…&target=…`)."""
+    if kind is SubscriptionKind.CALENDAR:
+        resource_id, account, calendar = parts
+        return "c-" + calendar_scope(resource_id, account, calendar)
+    (import_id,) = parts
+    return "m-" + short_hash(import_id)
+
+
+class Subscription(Record):
+    """A Graph change-notification subscription the bridge keeps for one target: a synced
+    calendar or a mail import's folder.
+
+    Keys: partition = tenant, row = target (`subscription_target`): one subscription per target,
+    so concurrent reconciles cannot make two rows. A notification arrives at a URL naming tenant
+    and target, so checking it is one point read: its clientState must hash to
+    `client_state_sha256` (the value itself is stored nowhere but in Graph). The row is written
+    before Graph is asked, so a subscription made just before a crash still carries the row's
+    clientState and its notifications are honoured until the next reconcile replaces it."""
 
     table: ClassVar[str] = "subscriptions"
 
     tenant_id: str
-    subscription_id: str
-    resource: str
-    expiration: datetime
-    client_state_sha256: str
-    account: str | None = None
-    calendar_id: str | None = None
+    target: str
+    kind: SubscriptionKind
+    mailbox: str
+    resource_id: str | None = None  # calendar: the host resource whose link it serves
+    calendar: str | None = None  # calendar: the calendar's name in the link
+    import_id: str | None = None  # mail: the import
+    subscription_id: str | None = None  # Graph's id (None until Graph answered)
+    resource: str | None = None  # the Graph resource path watched
+    expiration: datetime | None = None  # what Graph granted
+    client_state_sha256: str = ""
+    status: SubscriptionStatus = SubscriptionStatus.CREATING
+    error: str | None = None
     created_at: datetime | None = None
+    renewed_at: datetime | None = None
 
     def client_state_matches(self, client_state: str) -> bool:
         """Constant-time check of a notification's clientState against the stored hash."""
-        return hmac.compare_digest(hash_client_state(client_state), self.client_state_sha256)
+        return bool(self.client_state_sha256) and hmac.compare_digest(
+            hash_client_state(client_state), self.client_state_sha256
+        )
+
+    def healthy(self, now: datetime) -> bool:
+        """Delivering now: active at Graph and not past the expiration it granted."""
+        return (
+            self.status is SubscriptionStatus.ACTIVE and self.expiration is not None and self.expiration > now
+        )
 
     @classmethod
-    def key(cls, tenant_id: str, subscription_id: str) -> tuple[str, str]:
-        return escape_key(tenant_id), escape_key(subscription_id)
+    def key(cls, tenant_id: str, target: str) -> tuple[str, str]:
+        return escape_key(tenant_id), target
 
     @property
     def partition_key(self) -> str:
-        return self.key(self.tenant_id, self.subscription_id)[0]
+        return escape_key(self.tenant_id)
 
     @property
     def row_key(self) -> str:
-        return self.key(self.tenant_id, self.subscription_id)[1]
+        return self.target
 
 
 RECORD_TYPES: tuple[type[Record], ...] = (

@@ -100,6 +100,7 @@ class SubscriptionsModule(ModuleBase):
         self._deliverer: Deliverer | None = None
         self._subs: dict[str, Subscription] = {}
         self.ended: dict[str, str] = {}  # subscription id -> "deleted" | "expired" | "removed"
+        self.reauthorizations: list[str] = []  # ids of POST /subscriptions/{id}/reauthorize, in order
         self._ticker: asyncio.Task[None] | None = None
 
     @classmethod
@@ -127,6 +128,7 @@ class SubscriptionsModule(ModuleBase):
         self.deliverer.reset()
         self._subs.clear()
         self.ended.clear()
+        self.reauthorizations.clear()
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -452,6 +454,7 @@ class SubscriptionsModule(ModuleBase):
         auth = graph_call(request).caller
         sub = self._find(auth, request.match_info["id"])
         self._authorize(auth, sub.collection, "Reauthorize")
+        self.reauthorizations.append(sub.id)
         return web.Response(status=204)
 
     # -- control handlers --------------------------------------------------------------------

@@ -127,6 +127,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       CALENDAR_SYNC_DAYS_BACK: string(calendarSyncDaysBack)
       CALENDAR_SYNC_DAYS_AHEAD: string(calendarSyncDaysAhead)
       CALENDAR_SYNC_WINDOW_SLACK_DAYS: '7'
+      CALENDAR_SYNC_SUBSCRIBED_HOURS: '6'
+      GRAPH_SUBSCRIPTION_MINUTES: '4230'
+      GRAPH_SUBSCRIPTION_SCHEDULE: '0 20 * * * *'
       MAIL_IMPORT_SCHEDULE: mailImportSchedule
       MAIL_DOCUMENT_URL_SECONDS: '604800'
     }

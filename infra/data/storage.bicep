@@ -15,7 +15,15 @@ param tablePrefix string = 'bridge'
 
 // Every queue a function triggers on, and the poison queue the host moves a message to after
 // five failed runs (tests/infra compare this list with the app's queue triggers).
-var workQueues = ['calendar-sync', 'calendar-push', 'mail-import', 'booking-reservations', 'presence', 'host-delivery']
+var workQueues = [
+  'calendar-sync'
+  'calendar-push'
+  'mail-import'
+  'booking-reservations'
+  'presence'
+  'host-delivery'
+  'graph-subscriptions'
+]
 var queues = concat(workQueues, map(workQueues, queue => '${queue}-poison'))
 // The state tables (tests/infra compare them with core/store/records.py).
 var tables = [

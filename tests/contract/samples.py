@@ -39,9 +39,12 @@ from core.store.records import (
     RunStatus,
     SlotClaim,
     Subscription,
+    SubscriptionKind,
+    SubscriptionStatus,
     SyncStatus,
     Tenant,
     hash_client_state,
+    subscription_target,
 )
 from core.store.repository import Record
 
@@ -307,10 +310,20 @@ def sample_records() -> list[Record]:
         ),
         Subscription(
             tenant_id=TENANT,
+            target=subscription_target(
+                SubscriptionKind.CALENDAR, "room/4#b?", "Anna@contoso.example", "Møter"
+            ),
+            kind=SubscriptionKind.CALENDAR,
+            mailbox="anna@contoso.example",
+            resource_id="room/4#b?",
+            calendar="Møter",
             subscription_id="7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
-            resource="/users/anna@contoso.example/events",
+            resource="/users/anna@contoso.example/calendars/" + GRAPH_ID + "/events",
             expiration=NOW + timedelta(days=2),
             client_state_sha256=hash_client_state("s3cret"),
-            account="anna@contoso.example",
+            status=SubscriptionStatus.FAILED,
+            error="ConsentMissing: create_subscription: admin consent missing for Calendars.Read",
+            created_at=NOW,
+            renewed_at=NOW,
         ),
     ]

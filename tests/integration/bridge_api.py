@@ -139,6 +139,7 @@ async def api_env(
         "LOCAL_SECRETS_DIR": str(tmp_path / "secrets"),
         "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
         "MAIL_IMPORT_SCHEDULE": "0 0 0 1 1 *",
+        "GRAPH_SUBSCRIPTION_SCHEDULE": "0 0 0 1 1 *",
         "CALENDAR_SYNC_SCHEDULE": "0 0 0 1 1 *",
         "BRIDGE_OPERATOR_KEY_SHA256": digest,
         "API_KEY_GRACE_HOURS": "24",

@@ -34,6 +34,7 @@ async def app_env(
         "LOCAL_SECRETS_DIR": str(tmp_path / "secrets"),
         "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
         "MAIL_IMPORT_SCHEDULE": "0 0 0 1 1 *",
+        "GRAPH_SUBSCRIPTION_SCHEDULE": "0 0 0 1 1 *",
         "CALENDAR_SYNC_SCHEDULE": "0 0 0 1 1 *",
         "RUN_RETENTION_DAYS": "30",
     }

@@ -17,6 +17,7 @@ its own Functions host with its own tables. Waits poll a condition with a deadli
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections import Counter
@@ -320,8 +321,16 @@ def start_bridge(
 
     @asynccontextmanager
     async def running(
-        *, webhook: bool = True, queue_visibility: float | None = None, **settings: str
+        *,
+        webhook: bool = True,
+        queue_visibility: float | None = None,
+        notifications: bool = False,
+        **settings: str,
     ) -> AsyncIterator[Bridge]:
+        port = 0
+        if notifications:  # Graph (the emulator) must reach the host: a port known up front
+            port = free_port()
+            settings = {"BRIDGE_PUBLIC_URL": f"http://127.0.0.1:{port}", **settings}
         env = {
             **api_env,
             "GRAPH_BASE_URL": graph.graph_url,
@@ -342,7 +351,7 @@ def start_bridge(
             async with (
                 WebhookReceiver() as receiver,
                 FunctionHost(
-                    function_app.app, host_json=_host_config(queue_visibility), port=0, env=env
+                    function_app.app, host_json=_host_config(queue_visibility), port=port, env=env
                 ) as host,
                 aiohttp.ClientSession() as http,
             ):
@@ -369,6 +378,13 @@ def start_bridge(
             await bootstrap.reset()
 
     return running
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _host_config(queue_visibility: float | None) -> HostConfig:

@@ -78,6 +78,7 @@ def start(
             "LOCAL_SECRETS_DIR": str(tmp_path / "secrets"),
             "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
             "MAIL_IMPORT_SCHEDULE": "0 0 0 1 1 *",
+            "GRAPH_SUBSCRIPTION_SCHEDULE": "0 0 0 1 1 *",
             "CALENDAR_SYNC_SCHEDULE": "0 0 0 1 1 *",
             **FAST,
             **settings,

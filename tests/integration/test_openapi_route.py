@@ -56,8 +56,8 @@ async def test_given_the_served_document_then_every_registered_http_route_is_in_
 ) -> None:
     """GIVEN the document the running app serves WHEN its operations are compared with the HTTP
     routes the app registers (indexed as the Functions host indexes them) THEN each route is
-    there with its method and function name, nothing else is, and the one anonymous route (the
-    sign-in callback) is the one documented without keys."""
+    there with its method and function name, nothing else is, and the anonymous routes (the
+    sign-in callback, Graph's notifications) are the ones documented without keys."""
     document = (await api.call("GET", PATH)).body
     served = {
         (method.upper(), path): operation["operationId"]
@@ -73,7 +73,7 @@ async def test_given_the_served_document_then_every_registered_http_route_is_in_
         for fn in index_app(function_app.app)
         if fn.trigger_type == HTTP_TRIGGER and fn.trigger.get("authLevel") == "anonymous"
     }
-    assert {served[route] for route in keyless} == anonymous == {"connect_callback"}
+    assert {served[route] for route in keyless} == anonymous == {"connect_callback", "graph_notifications"}
 
 
 async def test_given_no_functions_key_when_the_document_is_fetched_then_401(api: Api) -> None:

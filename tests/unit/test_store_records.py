@@ -24,8 +24,10 @@ from core.store.records import (
     ResourceLink,
     Run,
     Subscription,
+    SubscriptionKind,
     Tenant,
     hash_client_state,
+    subscription_target,
 )
 from core.store.runs import older_than_floor
 from core.store.sequences import OUTBOX, next_sequence
@@ -137,6 +139,9 @@ def test_given_links_then_the_main_account_is_the_first_that_uploads():
 def test_given_a_subscription_then_only_the_hash_of_client_state_is_stored():
     sub = Subscription(
         tenant_id="t",
+        target=subscription_target(SubscriptionKind.MAIL, "invoices"),
+        kind=SubscriptionKind.MAIL,
+        mailbox="x@y.example",
         subscription_id="s",
         resource="/users/x/events",
         expiration=datetime(2024, 1, 1, tzinfo=UTC),
@@ -145,6 +150,7 @@ def test_given_a_subscription_then_only_the_hash_of_client_state_is_stored():
     assert "the-secret" not in sub.model_dump_json()
     assert sub.client_state_matches("the-secret")
     assert not sub.client_state_matches("guess")
+    assert not sub.model_copy(update={"client_state_sha256": ""}).client_state_matches("")
 
 
 def test_given_a_stored_record_then_its_etag_is_not_part_of_its_dump():
