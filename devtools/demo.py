@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from devtools.azurite import Azurite
+from devtools.demo_notifications import job_notifications
 from devtools.demo_onboarding import job_connect, job_openapi, job_test_settings
 from devtools.demo_support import ROOT, DemoReceiver, as_check, say, wait_for
 from devtools.graph_emulator import GraphEmulator
@@ -737,6 +738,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_openapi(http, host)
                 await job_test_settings(http, host, tenant_key)
                 await job_connect(http, host, demo, operator_key, receiver)
+                await job_notifications(http, host, demo, receiver)
             if stop is not None:
                 say()
                 say(f"ready: serving {host.base_url} — Ctrl-C stops every process")

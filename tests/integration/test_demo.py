@@ -154,6 +154,14 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
             output,
             re.M,
         ), output
+        assert re.search(
+            r"^✓ job notifications: BRIDGE_PUBLIC_URL set; reconcile timer \(admin API HTTP 202\) → 3 "
+            r"subscriptions at Graph \['calendar', 'calendar', 'mail'\], endpoint validated; Adele renamed "
+            r"an appointment in Outlook → appointment\.upserted 'Customer visit \(confirmed\)' at the host "
+            r"webhook \d+\.\d s later \([1-9]\d* change notification",
+            output,
+            re.M,
+        ), output
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     finally:
