@@ -31,8 +31,12 @@ from core.store.records import (
     Origin,
     Run,
     RunStatus,
+    Subscription,
+    SubscriptionKind,
+    SubscriptionStatus,
     SyncStatus,
     Tenant,
+    subscription_target,
 )
 from tests.unit.calendar_world import ADELE, GRADY, RESOURCE, T0, TENANT, CalendarWorld
 
@@ -429,6 +433,43 @@ async def test_given_links_then_the_timer_queues_one_request_per_down_calendar(w
     assert manual.skipped == [{"account": GRADY, "calendar": "default", "reason": "direction is up"}]
     with pytest.raises(ItemNotFound):
         await request_resource_sync(world.tables, queue, TENANT, "unknown")
+
+
+async def test_given_healthy_subscriptions_then_the_timer_leaves_recently_synced_calendars_alone(
+    world: CalendarWorld,
+):
+    """GIVEN three calendars: one with a healthy subscription synced 2 h ago, one with a healthy
+    subscription last synced 7 h ago, one whose subscription expired WHEN the timer runs with a
+    6 h safety net THEN only the first is left alone; without the safety net (0) all are read."""
+    await world.link(
+        LinkedAccount(account=ADELE, direction=Direction.DOWN, calendars=["default", "Board", "Leave"]),
+    )
+    now = world.clock()
+    synced = {"default": now - timedelta(hours=2), "Board": now - timedelta(hours=7), "Leave": now}
+    for calendar, last in synced.items():
+        state = CalendarSyncState(
+            tenant_id=TENANT, resource_id=RESOURCE, account=ADELE, calendar=calendar, last_success_at=last
+        )
+        await world.tables.repo(CalendarSyncState).upsert(state)
+        expiration = now + (timedelta(hours=-1) if calendar == "Leave" else timedelta(days=2))
+        await world.tables.repo(Subscription).upsert(
+            Subscription(
+                tenant_id=TENANT,
+                target=subscription_target(SubscriptionKind.CALENDAR, RESOURCE, ADELE, calendar),
+                kind=SubscriptionKind.CALENDAR,
+                mailbox=ADELE,
+                subscription_id="s-" + calendar,
+                expiration=expiration,
+                status=SubscriptionStatus.ACTIVE,
+            )
+        )
+    queue = InMemorySyncQueue()
+    run = await fan_out(world.tables, queue, clock=world.clock, subscribed_poll=timedelta(hours=6))
+    assert sorted(r.calendar or "" for r in queue.sent) == ["Board", "Leave"]
+    assert run.counts == {"tenants": 1, "calendars_queued": 2, "calendars_covered_by_notifications": 1}
+    everything = InMemorySyncQueue()
+    await fan_out(world.tables, everything, clock=world.clock)
+    assert len(everything.sent) == 3
 
 
 def test_given_queue_messages_then_requests_round_trip_and_garbage_is_refused():
