@@ -29,7 +29,7 @@ import aiohttp
 from devtools.azurite import Azurite
 from devtools.demo_notifications import job_notifications
 from devtools.demo_onboarding import job_connect, job_openapi, job_test_settings
-from devtools.demo_support import ROOT, DemoReceiver, as_check, say, wait_for
+from devtools.demo_support import ROOT, DemoReceiver, as_check, run_function, say, wait_for
 from devtools.graph_emulator import GraphEmulator
 
 DEMO_TENANT = "demo-tenant"
@@ -310,12 +310,7 @@ async def job_calendar_sync(
         len(demo.graph.calendar.view(user, now - timedelta(days=30), now + timedelta(days=365)))
         for user in (demo.adele, demo.grady)
     )
-    async with http.post(
-        f"{host.base_url}/admin/functions/calendar_sync_fanout",
-        json={"input": ""},
-        headers={"x-functions-key": host.master_key},
-    ) as resp:
-        accepted = resp.status
+    accepted = await run_function(http, host, "calendar_sync_fanout")
 
     async def all_synced() -> bool:
         async with http.get(f"{base}/resources/room-4b/sync", headers=tenant_key) as reply:

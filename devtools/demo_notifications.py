@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from devtools.demo_support import DemoReceiver, as_check, say, wait_for
+from devtools.demo_support import DemoReceiver, as_check, run_function, say, wait_for
 
 
 def _upserted(receiver: DemoReceiver, subject: str) -> bool:
@@ -34,12 +34,7 @@ async def job_notifications(
     os.environ["BRIDGE_PUBLIC_URL"] = host.base_url
     app = await bootstrap.container()
     app.settings = app.settings.model_copy(update={"bridge_public_url": host.base_url})
-    async with http.post(
-        f"{host.base_url}/admin/functions/graph_subscriptions_timer",
-        json={"input": ""},
-        headers={"x-functions-key": host.master_key},
-    ) as resp:
-        accepted = resp.status
+    accepted = await run_function(http, host, "graph_subscriptions_timer")
     module = SubscriptionsModule.of(demo.graph)
 
     async def subscribed() -> bool:

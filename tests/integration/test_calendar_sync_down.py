@@ -238,10 +238,10 @@ class Bridge:
         run: dict[str, Any] = await eventually(ended, what=f"run {run_id} to end")
         return run
 
-    async def fire_timer(self) -> None:
-        """The fan-out timer, invoked through the Functions host's admin API."""
+    async def fire_timer(self, function: str = "calendar_sync_fanout") -> None:
+        """A timer (the calendar fan-out unless named), invoked through the host's admin API."""
         async with self.api.http.post(
-            f"{self.api.host.base_url}/admin/functions/calendar_sync_fanout",
+            f"{self.api.host.base_url}/admin/functions/{function}",
             json={"input": ""},
             headers={"x-functions-key": self.api.host.master_key},
         ) as resp:

@@ -29,6 +29,7 @@ from tests.integration.test_calendar_sync_down import (  # noqa: F401 - fixtures
     start_bridge,
     today_at,
 )
+from tests.integration.test_mail_import import setup_import
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -212,12 +213,7 @@ async def test_a_subscription_is_renewed_before_it_expires_under_a_controllable_
             bridge.graph.ctx.clock.advance(timedelta(minutes=minutes))
 
         advance(35)
-        async with bridge.api.http.post(
-            f"{bridge.api.host.base_url}/admin/functions/graph_subscriptions_timer",
-            json={"input": ""},
-            headers={"x-functions-key": bridge.api.host.master_key},
-        ) as resp:
-            assert resp.status == 202, await resp.text()
+        await bridge.fire_timer("graph_subscriptions_timer")
 
         async def renewed() -> Subscription | None:
             [current] = await bridge.app.subscriptions().rows(bridge.tenant_id)
@@ -246,26 +242,13 @@ async def test_a_mail_arriving_in_an_import_folder_is_imported_through_a_notific
     folder's new messages; WHEN an invoice arrives THEN Graph notifies and the document reaches
     the host, with no timer and no "Run import"."""
     async with start_bridge(notifications=True) as bridge:
-        outlook = bridge.outlook
-        bridge.graph.grant(outlook.tenant_id, outlook.client_id, "Mail.ReadWrite", "Mail.Send")
-        box = outlook.mailbox("faktura")
-        mail = bridge.graph.module("mail").mail
-        mail.ensure_folder_path(box, "Inbox/Fakturaer")
-        mail.ensure_folder_path(box, "Archive/Fakturaer")
-        body = {
-            "mailbox": box,
-            "importFolder": "Inbox/Fakturaer",
-            "archiveFolder": "Archive/Fakturaer",
-            "forwardTo": "regnskap@contoso.example",
-        }
-        reply = await bridge.call("PUT", "/mail-imports/invoices", json_body=body)
-        assert reply.status == 201, reply.text
+        box, mail = await setup_import(bridge)
         [row] = await active_rows(bridge)
         assert row.resource is not None
         assert row.resource.endswith("/messages")
         mail.deliver_mail(
             box,
-            "Inbox/Fakturaer",
+            "Inbox/Invoices",
             subject="Faktura 1001",
             attachments=[file("faktura-1001.pdf", b"%PDF-1.7 faktura", "application/pdf")],
         )
