@@ -11,7 +11,8 @@ plus named ones) and their events, prints one JSON line with what a client needs
 tenant, client id, secret, mailboxes with their calendars' ids and one event id per calendar),
 then serves until its stdin closes or it gets SIGTERM. The parent side is `EmulatorProcess`
 (an async context manager), which talks to the emulator's control API (`/_emulator/...`) for
-latency, counters and "a person edits an event in Outlook".
+latency, counters, "a person edits an event in Outlook", change-notification delivery and its
+request counts, and the emulator's clock.
 """
 
 from __future__ import annotations
@@ -320,6 +321,38 @@ class EmulatorProcess:
     async def update_event(self, upn: str, event_id: str, patch: dict[str, Any]) -> None:
         """A person edits the event in Outlook."""
         await self._call("PATCH", f"/users/{quote(upn, safe='')}/events/{quote(event_id, safe='')}", patch)
+
+    # change notifications (devtools/graph_emulator/subscriptions.py) and the emulator's clock
+
+    async def notification_settings(self, **values: Any) -> dict[str, Any]:
+        """Change how notifications are delivered (camelCase NotificationSettings, e.g.
+        `drop=True`: every notification is lost); the settings now in force."""
+        settings: dict[str, Any] = await self._call("PATCH", "/notifications/settings", values)
+        return settings
+
+    async def subscriptions(self) -> list[dict[str, Any]]:
+        """Every live subscription, with its delivery stats."""
+        body = await self._call("GET", "/subscriptions")
+        return list(body["value"])
+
+    async def drain_notifications(self, seconds: float = 10.0) -> bool:
+        """Until queued notifications are delivered or given up; False after `seconds`."""
+        body = await self._call("POST", "/notifications/drain", {"timeoutSeconds": seconds})
+        return bool(body["drained"])
+
+    async def subscription_requests(self) -> dict[str, Any]:
+        """Graph requests to /subscriptions since the last reset (the per-mailbox counters do
+        not see them): {"total", "requests": {operation: n}, "failed": {operation: n}}."""
+        counts: dict[str, Any] = await self._call("GET", "/notifications/requests")
+        return counts
+
+    async def reset_subscription_requests(self) -> None:
+        await self._call("DELETE", "/notifications/requests")
+
+    async def advance_clock(self, seconds: float) -> str:
+        """Move the emulator's clock (subscription expirations, timestamps) forward; its now."""
+        body = await self._call("POST", "/clock", {"advanceSeconds": seconds})
+        return str(body["now"])
 
 
 if __name__ == "__main__":

@@ -22,11 +22,17 @@ Control API (under /_emulator; each route calls the Python method named in brack
   GET    /notifications/stats                 stats of every subscription ever made [all_stats()]
   GET|PATCH /notifications/settings           camelCase NotificationSettings [configure()]
   POST   /notifications/drain                 {timeoutSeconds?} -> {"drained"} [drain()]
+  GET|DELETE /notifications/requests          Graph requests to /subscriptions by operation,
+                                              and reset them [request_counts(),
+                                              reset_request_counts()]
+(The request counts are under /notifications: a control path under /subscriptions/... would be
+taken for a subscription id.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any
@@ -47,7 +53,7 @@ from devtools.graph_emulator.errors import GraphError, access_denied, bad_reques
 from devtools.graph_emulator.hooks import Change
 from devtools.graph_emulator.ids import guid
 from devtools.graph_emulator.odata import collection
-from devtools.graph_emulator.routing import ControlRouter, GraphRouter, ModuleBase
+from devtools.graph_emulator.routing import ControlRouter, GraphRouter, Handler, ModuleBase
 from devtools.graph_emulator.subscriptions_delivery import Deliverer, DeliveryAttempt, DeliveryStats
 from devtools.graph_emulator.subscriptions_store import (
     LIFECYCLE_EVENTS,
@@ -76,6 +82,16 @@ READ_BY_COLLECTION: dict[str, Permissions] = {
     "contacts": Permissions.of("Contacts.Read", "Contacts.ReadWrite"),
 }
 TICK_SECONDS = 0.1  # how often the early-reauthorization check runs when it is switched on
+# The Graph operations on /subscriptions, as the request counts name them. These requests name no
+# mailbox, so the per-mailbox counters (`/_emulator/counters`) do not see them.
+OPERATIONS = (
+    "POST /subscriptions",
+    "GET /subscriptions",
+    "GET /subscriptions/{id}",
+    "PATCH /subscriptions/{id}",
+    "DELETE /subscriptions/{id}",
+    "POST /subscriptions/{id}/reauthorize",
+)
 
 
 def not_found(subscription_id: str) -> GraphError:
@@ -101,6 +117,10 @@ class SubscriptionsModule(ModuleBase):
         self._subs: dict[str, Subscription] = {}
         self.ended: dict[str, str] = {}  # subscription id -> "deleted" | "expired" | "removed"
         self.reauthorizations: list[str] = []  # ids of POST /subscriptions/{id}/reauthorize, in order
+        # Graph requests to /subscriptions that passed authentication, by operation (OPERATIONS),
+        # whatever they answered; `failed` counts those answered with an error.
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.failed: collections.Counter[str] = collections.Counter()
         self._ticker: asyncio.Task[None] | None = None
 
     @classmethod
@@ -129,16 +149,15 @@ class SubscriptionsModule(ModuleBase):
         self._subs.clear()
         self.ended.clear()
         self.reauthorizations.clear()
+        self.reset_request_counts()
 
     # -- routes ------------------------------------------------------------------------------
 
     def graph_routes(self, router: GraphRouter) -> None:
-        router.add("POST", "/subscriptions", self._create, permissions=None)
-        router.add("GET", "/subscriptions", self._list, permissions=None)
-        router.add("GET", "/subscriptions/{id}", self._get, permissions=None)
-        router.add("PATCH", "/subscriptions/{id}", self._update, permissions=None)
-        router.add("DELETE", "/subscriptions/{id}", self._delete, permissions=None)
-        router.add("POST", "/subscriptions/{id}/reauthorize", self._reauthorize, permissions=None)
+        handlers = (self._create, self._list, self._get, self._update, self._delete, self._reauthorize)
+        for operation, handler in zip(OPERATIONS, handlers, strict=True):
+            method, path = operation.split(" ", 1)
+            router.add(method, path, self._counted(operation, handler), permissions=None)
         # Deliveries and their retries are tasks of their own; they must end with the server. The
         # module protocol has no stop hook, so this reaches the aiohttp app behind the router.
         router._app.on_cleanup.append(self._on_cleanup)
@@ -155,6 +174,8 @@ class SubscriptionsModule(ModuleBase):
         r("GET", "/notifications/settings", self._control_settings)
         r("PATCH", "/notifications/settings", self._control_update_settings)
         r("POST", "/notifications/drain", self._control_drain)
+        r("GET", "/notifications/requests", self._control_requests)
+        r("DELETE", "/notifications/requests", self._control_reset_requests)
 
     async def _on_cleanup(self, app: web.Application) -> None:
         if self._ticker is not None:
@@ -235,6 +256,19 @@ class SubscriptionsModule(ModuleBase):
 
     def missed(self, subscription_id: str) -> bool:
         return self.lifecycle(subscription_id, "missed")
+
+    def request_counts(self) -> dict[str, Any]:
+        """Graph requests to /subscriptions since the last reset: `total`, `requests` and
+        `failed` (answered with an error) by operation (every operation listed, 0 if none)."""
+        return {
+            "total": sum(self.requests.values()),
+            "requests": {op: self.requests[op] for op in OPERATIONS},
+            "failed": {op: self.failed[op] for op in OPERATIONS},
+        }
+
+    def reset_request_counts(self) -> None:
+        self.requests.clear()
+        self.failed.clear()
 
     def expire(self, subscription_id: str) -> Subscription:
         """Make a subscription expire now (emulator clock): it stops delivering and disappears."""
@@ -357,6 +391,20 @@ class SubscriptionsModule(ModuleBase):
                 await self.deliverer.validate(url)
 
     # -- Graph handlers ----------------------------------------------------------------------
+
+    def _counted(self, operation: str, handler: Handler) -> Handler:
+        async def counted(request: web.Request) -> web.StreamResponse:
+            self.requests[operation] += 1
+            try:
+                response = await handler(request)
+            except GraphError:
+                self.failed[operation] += 1
+                raise
+            if response.status >= 400:
+                self.failed[operation] += 1
+            return response
+
+        return counted
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         auth = graph_call(request).caller
@@ -514,6 +562,13 @@ class SubscriptionsModule(ModuleBase):
         except (ValueError, TypeError) as exc:
             raise bad_request(str(exc)) from None
         return json_response(self.settings.to_json())
+
+    async def _control_requests(self, request: web.Request) -> web.StreamResponse:
+        return json_response(self.request_counts())
+
+    async def _control_reset_requests(self, request: web.Request) -> web.StreamResponse:
+        self.reset_request_counts()
+        return web.Response(status=204)
 
     async def _control_drain(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request) if request.can_read_body else {}

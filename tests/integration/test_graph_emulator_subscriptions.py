@@ -568,3 +568,49 @@ async def test_the_control_api_lists_triggers_and_expires(seed: Seed, receiver: 
         await call("GET", f"/subscriptions/{sub.id}", expect=404)
         stats = await call("GET", "/notifications/stats")
         assert stats["value"][0]["ended"] == "expired"
+
+
+async def test_subscription_requests_are_counted_by_operation(seed: Seed, receiver: Receiver) -> None:
+    """The /subscriptions requests name no mailbox, so the per-mailbox counters miss them; the
+    module counts them by operation (failures too) for benchmarks, over Python and the control
+    API, and a reset starts again from zero."""
+    module = subs(seed)
+    seed.graph.reset_counters()
+    sub = await create(seed, request(receiver, f"users/{seed.adele.id}/events"))
+    assert sub.id is not None
+    item = seed.client.subscriptions.by_subscription_id(sub.id)
+    await item.patch(Subscription(expiration_date_time=dt.datetime.now(UTC) + dt.timedelta(days=2)))
+    await item.reauthorize.post()
+    await item.get()
+    await seed.client.subscriptions.get()
+    await item.delete()
+    assert (await odata_error(item.get())).response_status_code == 404  # counted, and as failed
+
+    counts = module.request_counts()
+    assert counts["total"] == 7
+    assert counts["requests"] == {
+        "POST /subscriptions": 1,
+        "GET /subscriptions": 1,
+        "GET /subscriptions/{id}": 2,
+        "PATCH /subscriptions/{id}": 1,
+        "DELETE /subscriptions/{id}": 1,
+        "POST /subscriptions/{id}/reauthorize": 1,
+    }
+    assert counts["failed"]["GET /subscriptions/{id}"] == 1
+    assert sum(counts["failed"].values()) == 1
+    assert sum(c.requests for c in seed.graph.all_counters().values()) == 0  # no mailbox saw them
+
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(seed.graph.ca_cert)))
+    base = f"{seed.graph.url}/_emulator/notifications/requests"
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(base) as response:
+            assert response.status == 200
+            assert await response.json() == counts
+        async with session.delete(base) as response:
+            assert response.status == 204
+        async with session.get(base) as response:
+            assert (await response.json())["total"] == 0
+    await create(seed, request(receiver, f"users/{seed.adele.id}/events"))
+    assert module.request_counts()["requests"]["POST /subscriptions"] == 1
+    seed.graph.reset()
+    assert module.request_counts()["total"] == 0
