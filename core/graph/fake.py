@@ -104,12 +104,13 @@ class SeedAttachment:
 class SentMail:
     """What left a mailbox: a `send` (sendMail) or a `forward`."""
 
-    kind: str
+    kind: str  # "send" (sendMail, or a draft sent) or "forward"
     mailbox: str
     to: tuple[str, ...]
     subject: str
     attachment_names: tuple[str, ...] = ()
     comment: str = ""
+    attachment_sizes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -151,6 +152,7 @@ class InMemoryGraph:
         self.calls: list[tuple[str, str]] = []  # (operation, mailbox), for tests that count
         # (mailbox key, "post" | "upload_session"): how each event attachment was added.
         self.attachment_uploads: Counter[tuple[str, str]] = Counter()
+        self.drafts: dict[str, OutgoingMail] = {}  # draft id -> the mail it was made from
         # Graph's side of change notifications: id -> (mailbox key, request, expiration granted),
         # judged by `clock` (tests with a settable clock set it to theirs).
         self.subscriptions: dict[str, tuple[str, SubscriptionRequest, datetime]] = {}
@@ -599,10 +601,15 @@ class InMemoryGraph:
             )
 
     async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
+        if not mail.fits_one_request:
+            raise BadRequest("attachments above 3 MB in all go through a draft (create_draft)")
         async with self._op("send_mail", mailbox) as box:
             recipients = (*mail.to, *mail.cc, *mail.bcc)
             names = tuple(a.name for a in mail.attachments)
-            box.sent.append(SentMail("send", box.user.user_principal_name, recipients, mail.subject, names))
+            sizes = tuple(len(a.content) for a in mail.attachments)
+            box.sent.append(
+                SentMail("send", box.user.user_principal_name, recipients, mail.subject, names, "", sizes)
+            )
             if mail.save_to_sent_items:
                 sent = Message(
                     self._new_id("msg"),
@@ -630,6 +637,74 @@ class InMemoryGraph:
                     )
                     for a in mail.attachments
                 ]
+
+    # --- drafts ---------------------------------------------------------------------------
+
+    async def create_draft(self, mailbox: str, mail: OutgoingMail) -> Message:
+        async with self._op("create_draft", mailbox) as box:
+            draft = Message(
+                self._new_id("msg"),
+                mail.subject,
+                None,
+                mail.from_address or box.user.mail,
+                False,
+                box.well_known["drafts"],
+                None,
+                self._new_change_key(),
+                True,
+                True,
+            )
+            box.messages[draft.id] = draft
+            box.attachments[draft.id] = []
+            self.drafts[draft.id] = replace(mail, attachments=())
+            return draft
+
+    async def add_message_attachment(
+        self, mailbox: str, message_id: str, *, name: str, content_type: str, content: bytes
+    ) -> None:
+        check_attachment(name, content_type, content)
+        async with self._op("add_message_attachment", mailbox) as box:
+            draft = self._message(box, message_id, "add_message_attachment", mailbox)
+            if not draft.is_draft:
+                raise BadRequest("add_message_attachment: only a draft takes attachments", mailbox=mailbox)
+            attachment = Attachment(
+                self._new_id("att"), name, content_type, len(content), False, AttachmentKind.FILE
+            )
+            box.attachments[message_id].append((attachment, content))
+            kind = "post" if len(content) <= SMALL_ATTACHMENT_LIMIT else "upload_session"
+            self.attachment_uploads[(self._key(mailbox), kind)] += 1
+
+    async def send_draft(self, mailbox: str, message_id: str) -> None:
+        async with self._op("send_draft", mailbox) as box:
+            draft = self._message(box, message_id, "send_draft", mailbox)
+            mail = self.drafts.get(message_id)
+            if not draft.is_draft or mail is None:
+                raise BadRequest("send_draft: the message is not a draft", mailbox=mailbox)
+            files = box.attachments.get(message_id, [])
+            recipients = (*mail.to, *mail.cc, *mail.bcc)
+            names = tuple(a.name for a, _ in files)
+            sizes = tuple(len(content) for _, content in files)
+            box.sent.append(
+                SentMail("send", box.user.user_principal_name, recipients, mail.subject, names, "", sizes)
+            )
+            # as Graph does: the sent message keeps its (immutable) id and moves to Sent Items
+            box.messages[message_id] = replace(
+                draft,
+                is_draft=False,
+                parent_folder_id=box.well_known["sentitems"],
+                received=datetime.now(UTC),
+            )
+            del self.drafts[message_id]
+
+    async def get_message(self, mailbox: str, message_id: str) -> Message:
+        async with self._op("get_message", mailbox) as box:
+            return self._message(box, message_id, "get_message", mailbox)
+
+    async def delete_message(self, mailbox: str, message_id: str) -> None:
+        async with self._op("delete_message", mailbox) as box:
+            box.messages.pop(message_id, None)
+            box.attachments.pop(message_id, None)
+            self.drafts.pop(message_id, None)
 
     # --- change notifications --------------------------------------------------------------
 

@@ -9,7 +9,6 @@ slot, retries, named errors — is the sender's, so it is the same for every ope
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -69,8 +68,10 @@ from core.graph.render import (
     dumps,
     event_body,
     event_changes_body,
+    file_attachment,
     forward_body,
     graph_instant,
+    message_body,
     schedule_body,
     send_mail_body,
     subscription_body,
@@ -100,7 +101,8 @@ _EVENT_FIELDS = (
     "lastModifiedDateTime"
 )
 _MESSAGE_FIELDS = (
-    "id,subject,receivedDateTime,from,sender,hasAttachments,parentFolderId,internetMessageId,changeKey,isRead"
+    "id,subject,receivedDateTime,from,sender,hasAttachments,parentFolderId,internetMessageId,changeKey,isRead,"
+    "isDraft"
 )
 # Never `contentBytes`: a 150 MB attachment would arrive base64 inside the JSON.
 _ATTACHMENT_FIELDS = "id,name,contentType,size,isInline"
@@ -390,14 +392,7 @@ class GraphApiGateway:
                 mailbox,
                 method="POST",
                 path=_path(*base),
-                body=dumps(
-                    {
-                        "@odata.type": "#microsoft.graph.fileAttachment",
-                        "name": name,
-                        "contentType": content_type,
-                        "contentBytes": base64.b64encode(content).decode("ascii"),
-                    }
-                ),
+                body=dumps(file_attachment(name, content_type, content)),
                 permission=CALENDARS_WRITE,
                 idempotent=False,  # a repeated POST is a second attachment
             )
@@ -407,17 +402,33 @@ class GraphApiGateway:
     async def _upload_event_attachment(
         self, mailbox: str, event_id: str, name: str, content_type: str, content: bytes
     ) -> Attachment:
-        """The upload-session path of `add_event_attachment` ("Attach large files to Outlook
-        messages or events"): create the session, PUT the bytes in order, then find the new
-        attachment. A failure after the session exists cancels it, so a half-sent file can never
-        complete later: the attachment exists only if the final range landed."""
-        operation = "add_event_attachment"
+        """The upload-session path of `add_event_attachment`, then the new attachment."""
+        base = self._event_attachments(mailbox, event_id)
+        location = await self._upload(
+            "add_event_attachment", mailbox, base, CALENDARS_WRITE, name, content_type, content
+        )
+        return await self._uploaded(mailbox, event_id, name, len(content), location)
+
+    async def _upload(
+        self,
+        operation: str,
+        mailbox: str,
+        base: tuple[str, ...],
+        permission: str,
+        name: str,
+        content_type: str,
+        content: bytes,
+    ) -> str | None:
+        """An attachment by upload session ("Attach large files to Outlook messages or events")
+        to the item whose attachments are at `base`: create the session, PUT the bytes in order;
+        the final PUT's Location. A failure after the session exists cancels it, so a half-sent
+        file can never complete later: the attachment exists only if the final range landed."""
         size = len(content)
         session = Call(
             operation,
             mailbox,
             method="POST",
-            path=_path(*self._event_attachments(mailbox, event_id, "createUploadSession")),
+            path=_path(*base, "createUploadSession"),
             body=dumps(
                 {
                     "AttachmentItem": {
@@ -428,8 +439,8 @@ class GraphApiGateway:
                     }
                 }
             ),
-            permission=CALENDARS_WRITE,
-            # Creating a session changes nothing on the event; an unused one expires.
+            permission=permission,
+            # Creating a session changes nothing on the item; an unused one expires.
             idempotent=True,
         )
         reply = await self._send(session)
@@ -438,7 +449,7 @@ class GraphApiGateway:
             mailbox,
             method="PUT",
             url=self._parse(session, parse_upload_url, reply.content),
-            permission=CALENDARS_WRITE,
+            permission=permission,
             idempotent=False,  # see GraphSender.upload_chunk for what is retried
         )
         failure: GraphError | None = None
@@ -450,7 +461,7 @@ class GraphApiGateway:
         if failure is not None:
             await self._sender.cancel_upload(upload)
             raise failure
-        return await self._uploaded(mailbox, event_id, name, size, location)
+        return location
 
     async def _put_ranges(self, upload: Call, content: bytes) -> str | None:
         """PUT `content` range by range, where the server says the next one begins; the final
@@ -711,6 +722,76 @@ class GraphApiGateway:
         )
         await self._send(call)
 
+    # --- drafts: mail too large for one sendMail -------------------------------------------
+
+    def _message_attachments(self, mailbox: str, message_id: str) -> tuple[str, ...]:
+        return ("users", _seg(mailbox), "messages", _seg(message_id), "attachments")
+
+    async def create_draft(self, mailbox: str, mail: OutgoingMail) -> Message:
+        call = Call(
+            "create_draft",
+            mailbox,
+            method="POST",
+            path=_path("users", _seg(mailbox), "messages"),
+            body=dumps(message_body(mail, with_attachments=False)),
+            permission=MAIL_WRITE,
+            idempotent=False,  # a repeated POST is a second draft
+        )
+        return await self._object(call, parse_message)
+
+    async def add_message_attachment(
+        self, mailbox: str, message_id: str, *, name: str, content_type: str, content: bytes
+    ) -> None:
+        check_attachment(name, content_type, content)
+        base = self._message_attachments(mailbox, message_id)
+        if len(content) <= SMALL_ATTACHMENT_LIMIT:
+            call = Call(
+                "add_message_attachment",
+                mailbox,
+                method="POST",
+                path=_path(*base),
+                body=dumps(file_attachment(name, content_type, content)),
+                permission=MAIL_WRITE,
+                idempotent=False,  # a repeated POST is a second attachment
+            )
+            await self._send(call)
+            return
+        await self._upload("add_message_attachment", mailbox, base, MAIL_WRITE, name, content_type, content)
+
+    async def send_draft(self, mailbox: str, message_id: str) -> None:
+        call = Call(
+            "send_draft",
+            mailbox,
+            method="POST",
+            path=_path("users", _seg(mailbox), "messages", _seg(message_id), "send"),
+            permission=MAIL_SEND,
+            idempotent=False,  # the caller checks the draft before it tries again
+        )
+        await self._send(call)
+
+    async def get_message(self, mailbox: str, message_id: str) -> Message:
+        call = Call(
+            "get_message",
+            mailbox,
+            path=_path(
+                "users", _seg(mailbox), "messages", _seg(message_id), query={"$select": _MESSAGE_FIELDS}
+            ),
+            permission=MAIL_READ,
+        )
+        return await self._object(call, parse_message)
+
+    async def delete_message(self, mailbox: str, message_id: str) -> None:
+        call = Call(
+            "delete_message",
+            mailbox,
+            method="DELETE",
+            path=_path("users", _seg(mailbox), "messages", _seg(message_id)),
+            permission=MAIL_WRITE,
+            idempotent=True,
+        )
+        with contextlib.suppress(NotFound):  # gone already
+            await self._send(call)
+
     # --- change notifications --------------------------------------------------------------
 
     async def create_subscription(self, mailbox: str, request: SubscriptionRequest) -> GraphSubscription:
@@ -760,6 +841,8 @@ class GraphApiGateway:
             await self._send(call)
 
     async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
+        if not mail.fits_one_request:
+            raise BadRequest("attachments above 3 MB in all go through a draft (create_draft)")
         call = Call(
             "send_mail",
             mailbox,

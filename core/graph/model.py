@@ -187,6 +187,7 @@ class Message:
     internet_message_id: str | None = None
     change_key: str | None = None
     is_read: bool = False
+    is_draft: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +293,19 @@ class OutgoingAttachment:
     content: bytes = field(repr=False)
 
 
+class Importance(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMail:
+    """A mail to send. Up to `SMALL_ATTACHMENT_LIMIT` of attachments in all it goes out in one
+    `sendMail`; with more, it is made as a draft, its attachments added (an upload session for
+    each over 3 MB) and the draft sent. `from_address` sends as another address (the mailbox
+    needs Send As on it in Exchange)."""
+
     subject: str
     body: str
     to: tuple[str, ...]
@@ -303,16 +315,27 @@ class OutgoingMail:
     reply_to: tuple[str, ...] = ()
     attachments: tuple[OutgoingAttachment, ...] = ()
     save_to_sent_items: bool = True
+    importance: Importance = Importance.NORMAL
+    from_address: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.to or self.cc or self.bcc):
             raise BadRequest("a mail needs at least one recipient")
         for address in (*self.to, *self.cc, *self.bcc, *self.reply_to):
             _check_address(address)
-        if sum(len(a.content) for a in self.attachments) > SMALL_ATTACHMENT_LIMIT:
-            # Upload sessions (draft + chunked PUT) are not built yet; refuse rather than let
-            # Graph answer 413 after the bytes were sent.
-            raise BadRequest("attachments above 3 MB in total need an upload session")
+        if self.from_address is not None:
+            _check_address(self.from_address)
+        for attachment in self.attachments:
+            check_attachment(attachment.name, attachment.content_type, attachment.content)
+
+    @property
+    def attachment_bytes(self) -> int:
+        return sum(len(a.content) for a in self.attachments)
+
+    @property
+    def fits_one_request(self) -> bool:
+        """Small enough for `sendMail` (Graph takes at most 4 MB in one request)."""
+        return self.attachment_bytes <= SMALL_ATTACHMENT_LIMIT
 
 
 def _check_address(address: str) -> None:

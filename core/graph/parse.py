@@ -267,6 +267,7 @@ def parse_message(raw: object) -> Message:
         _opt_str(get("internetMessageId")),
         _opt_str(get("changeKey")),
         get("isRead") is True,
+        get("isDraft") is True,
     )
 
 

@@ -196,8 +196,34 @@ class GraphGateway(Protocol):
     ) -> None: ...
 
     async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
-        """Send as `mailbox` (up to 3 MB of attachments). Never retried on an ambiguous failure
-        (5xx, timeout): the caller's ledger decides, so a mail is not sent twice."""
+        """Send as `mailbox` in one request (`mail.fits_one_request`: up to 3 MB of attachments;
+        BadRequest otherwise). Never retried on an ambiguous failure (5xx, timeout): the caller's
+        ledger decides, so a mail is not sent twice."""
+        ...
+
+    async def create_draft(self, mailbox: str, mail: OutgoingMail) -> Message:
+        """A draft of `mail` in the mailbox's Drafts, without its attachments (add them with
+        `add_message_attachment`). Not retried on an ambiguous failure (a second draft)."""
+        ...
+
+    async def add_message_attachment(
+        self, mailbox: str, message_id: str, *, name: str, content_type: str, content: bytes
+    ) -> None:
+        """Attach a file to a draft: one POST up to 3 MB, an upload session above (≤ 150 MB)."""
+        ...
+
+    async def send_draft(self, mailbox: str, message_id: str) -> None:
+        """Send a draft (a copy goes to Sent Items). Not retried on an ambiguous failure: the
+        caller looks at the draft (`get_message`) to learn whether it went."""
+        ...
+
+    async def get_message(self, mailbox: str, message_id: str) -> Message:
+        """One message by its immutable id (NotFound if gone); `is_draft` says whether a draft
+        is still unsent."""
+        ...
+
+    async def delete_message(self, mailbox: str, message_id: str) -> None:
+        """Delete a message (a draft given up); one already gone is no error."""
         ...
 
     # --- change notifications ------------------------------------------------------------

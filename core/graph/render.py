@@ -98,11 +98,14 @@ def forward_body(to: Sequence[str], comment: str) -> dict[str, Any]:
     return {"comment": comment, "toRecipients": _recipients(to)}
 
 
-def send_mail_body(mail: OutgoingMail) -> dict[str, Any]:
+def message_body(mail: OutgoingMail, *, with_attachments: bool = True) -> dict[str, Any]:
+    """A Graph message: for `sendMail` (with its attachments) or as a draft (without: they are
+    added one by one)."""
     message: dict[str, Any] = {
         "subject": mail.subject,
         "body": {"contentType": mail.body_type.value, "content": mail.body},
         "toRecipients": _recipients(mail.to),
+        "importance": mail.importance.value,
     }
     if mail.cc:
         message["ccRecipients"] = _recipients(mail.cc)
@@ -110,17 +113,26 @@ def send_mail_body(mail: OutgoingMail) -> dict[str, Any]:
         message["bccRecipients"] = _recipients(mail.bcc)
     if mail.reply_to:
         message["replyTo"] = _recipients(mail.reply_to)
-    if mail.attachments:
+    if mail.from_address:
+        message["from"] = {"emailAddress": {"address": mail.from_address}}
+    if with_attachments and mail.attachments:
         message["attachments"] = [
-            {
-                "@odata.type": "#microsoft.graph.fileAttachment",
-                "name": a.name,
-                "contentType": a.content_type,
-                "contentBytes": base64.b64encode(a.content).decode("ascii"),
-            }
-            for a in mail.attachments
+            file_attachment(a.name, a.content_type, a.content) for a in mail.attachments
         ]
-    return {"message": message, "saveToSentItems": mail.save_to_sent_items}
+    return message
+
+
+def file_attachment(name: str, content_type: str, content: bytes) -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": name,
+        "contentType": content_type,
+        "contentBytes": base64.b64encode(content).decode("ascii"),
+    }
+
+
+def send_mail_body(mail: OutgoingMail) -> dict[str, Any]:
+    return {"message": message_body(mail), "saveToSentItems": mail.save_to_sent_items}
 
 
 def graph_instant(moment: datetime) -> str:

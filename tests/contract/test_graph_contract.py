@@ -40,7 +40,14 @@ from core.graph import (
     transaction_id,
 )
 from core.graph.fake import InMemoryGraph, SeedAttachment
-from core.graph.model import AttachmentKind, OutgoingMail, SubscriptionRequest
+from core.graph.model import (
+    AttachmentKind,
+    BodyType,
+    Importance,
+    OutgoingAttachment,
+    OutgoingMail,
+    SubscriptionRequest,
+)
 from tests.contract.graph_world import FakeWorld, GraphHarness, emulator_harness
 
 
@@ -631,6 +638,63 @@ async def test_forward_and_send_mail_leave_the_mailbox(graph: GraphHarness) -> N
         ("send", ("host@customer.example",)),
     ]
     assert sent[1].subject == "Receipt"
+
+
+@mail_contract
+async def test_a_mail_over_3_mb_goes_as_a_draft_with_an_upload_session_then_send(graph: GraphHarness) -> None:
+    """GIVEN a mail with a 5 MB attachment and a small one WHEN sent in one request THEN it is
+    refused before any I/O; WHEN made as a draft, its attachments added (the large one by an
+    upload session) and the draft sent THEN the recipients get it with both files whole, and
+    the draft's id now names a sent message (not a draft) — how a retry learns it went."""
+    mailbox = await _mailbox(graph)
+    await graph.world.add_mail_folder(mailbox, "Inbox")
+    large = OutgoingAttachment("tegning.pdf", "application/pdf", b"%PDF-" + bytes(5 * 1024 * 1024))
+    small = OutgoingAttachment("notat.txt", "text/plain", b"se vedlegg")
+    mail = OutgoingMail(
+        subject="Tilbud",
+        body="<p>Se vedlegg</p>",
+        body_type=BodyType.HTML,
+        to=("kunde@customer.example",),
+        attachments=(large, small),
+        importance=Importance.HIGH,
+    )
+    with pytest.raises(BadRequest):
+        await graph.gateway.send_mail(mailbox, mail)
+    draft = await graph.gateway.create_draft(mailbox, mail)
+    assert draft.is_draft
+    sessions = await graph.world.upload_sessions(mailbox)
+    for attachment in mail.attachments:
+        await graph.gateway.add_message_attachment(
+            mailbox,
+            draft.id,
+            name=attachment.name,
+            content_type=attachment.content_type,
+            content=attachment.content,
+        )
+    assert await graph.world.upload_sessions(mailbox) == sessions + 1  # only the large one
+    assert (await graph.gateway.get_message(mailbox, draft.id)).is_draft
+    await graph.gateway.send_draft(mailbox, draft.id)
+    [sent] = await graph.world.sent_mail(mailbox)
+    assert (sent.kind, sent.to, sent.subject) == ("send", ("kunde@customer.example",), "Tilbud")
+    assert sorted(zip(sent.attachment_names, sent.attachment_sizes, strict=True)) == [
+        ("notat.txt", len(small.content)),
+        ("tegning.pdf", len(large.content)),
+    ]
+    assert not (await graph.gateway.get_message(mailbox, draft.id)).is_draft
+    with pytest.raises(BadRequest):
+        await graph.gateway.send_draft(mailbox, draft.id)  # sent already: never twice
+
+
+@mail_contract
+async def test_a_draft_given_up_is_deleted_once_and_gone_after(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    await graph.world.add_mail_folder(mailbox, "Inbox")
+    draft = await graph.gateway.create_draft(mailbox, OutgoingMail("Utkast", "x", ("a@customer.example",)))
+    await graph.gateway.delete_message(mailbox, draft.id)
+    await graph.gateway.delete_message(mailbox, draft.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.get_message(mailbox, draft.id)
+    assert await graph.world.sent_mail(mailbox) == []
 
 
 @mail_contract
