@@ -164,11 +164,13 @@ class Mail:
         self.blobs = blobs or BlobStore()
         self._mailboxes: dict[str, MailMailbox] = {}
         self.sent_log: list[SentEntry] = []
+        self._send_as: dict[str, set[str]] = {}  # user id -> addresses it may send as
         self._seq = 0
 
     def reset(self) -> None:
         self._mailboxes.clear()
         self.sent_log.clear()
+        self._send_as.clear()
         self.blobs.reset()
 
     # -- mailboxes and folders ---------------------------------------------------------------
@@ -767,8 +769,28 @@ class Mail:
                 "sent because it contains no recipients.",
             )
 
+    def grant_send_as(self, user: User | str, address: str) -> None:
+        """Exchange's Send As permission: `user` may send mail whose `from` is `address`."""
+        self._send_as.setdefault(self.user(user).id, set()).add(address.lower())
+
+    def _check_send_as(self, owner: User, record: MessageRecord) -> None:
+        """Exchange refuses a `from` that is neither the mailbox nor an address it has Send As on
+        (403 ErrorSendAsDenied), and nothing is sent."""
+        if record.from_ is None:
+            return
+        wanted = record.from_.address.lower()
+        own = {owner.mail.lower(), owner.user_principal_name.lower()}
+        if wanted not in own and wanted not in self._send_as.get(owner.id, set()):
+            raise GraphError(
+                403,
+                "ErrorSendAsDenied",
+                "The user account which was used to submit this request does not have the right to "
+                "send mail on behalf of the specified sending account., Cannot submit message.",
+            )
+
     def _stamp_sent(self, mailbox: MailMailbox, record: MessageRecord) -> None:
         owner = mailbox.user
+        self._check_send_as(owner, record)
         now = _second(self.ctx.clock.now())
         me = Address(owner.display_name, owner.mail)
         record.from_ = record.from_ or me

@@ -160,6 +160,38 @@ async def test_send_mail_answers_202_and_delivers(seed: Seed) -> None:
     assert _mail(seed).outbox() == []  # every recipient was inside the tenant
 
 
+async def test_send_as_another_address_needs_exchanges_send_as_permission(seed: Seed) -> None:
+    """A `from` that is not the mailbox is refused (403 ErrorSendAsDenied, nothing sent) until
+    the mailbox has Send As on that address; then the recipient sees it from that address."""
+    shared = "post@" + seed.adele.mail.rpartition("@")[2]
+
+    def body(subject: str) -> SendMailPostRequestBody:
+        return SendMailPostRequestBody(
+            message=Message(
+                subject=subject,
+                from_=Recipient(email_address=EmailAddress(address=shared)),
+                to_recipients=_to(seed.megan.mail),
+            )
+        )
+
+    with pytest.raises(ODataError) as refused:
+        await seed.user_client(seed.adele.id).send_mail.post(body("Refused"))
+    assert refused.value.response_status_code == 403
+    assert refused.value.error is not None
+    assert refused.value.error.code == "ErrorSendAsDenied"
+    assert await _inbox_subjects(seed, seed.megan.id) == []
+
+    _mail(seed).grant_send_as(seed.adele.id, shared)
+    await seed.user_client(seed.adele.id).send_mail.post(body("Allowed"))
+    listed = await seed.user_client(seed.megan.id).mail_folders.by_mail_folder_id("inbox").messages.get()
+    assert listed is not None
+    (received,) = listed.value or []
+    assert received.subject == "Allowed"
+    assert received.from_ is not None
+    assert received.from_.email_address is not None
+    assert received.from_.email_address.address == shared
+
+
 async def test_send_mail_over_the_4_mb_request_limit_is_refused(seed: Seed) -> None:
     """3 MB of attachment is 4 MB of base64: over Outlook's request limit, so nothing is sent
     (a sender has to use a draft and an upload session)."""
