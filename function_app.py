@@ -13,6 +13,7 @@ from functions import (
     health,
     housekeeping,
     mail,
+    mail_send,
     notifications,
     openapi,
     operator,
@@ -39,3 +40,4 @@ app.register_functions(connect.bp)
 app.register_functions(openapi.bp)
 app.register_functions(diagnostics.bp)
 app.register_functions(notifications.bp)
+app.register_functions(mail_send.bp)

@@ -41,13 +41,17 @@ from core.host import (
     WebhookSender,
 )
 from core.mail.importer import AzureImportQueue, MailImporter
+from core.mail.outgoing import SEND_QUEUE, AzureSendQueue, OutgoingService
+from core.mail.send_worker import MailSendWorker
 from core.mail.staging import AzureDocumentStore
 from core.observability import configure_logging
 from core.presence.monitor import AzurePresenceQueue, PresenceMonitor
+from core.queues import TextQueue
 from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
 from core.settings import LogFormat, Settings, StorageSettings
 from core.store import Tables, open_tables
+from core.store.records import Tenant
 from core.subscriptions import (
     AzureSubscriptionQueue,
     NotificationConfig,
@@ -186,6 +190,27 @@ class Container:
             clock=self.clock,
             url_lifetime=timedelta(seconds=self.settings.mail_document_url_seconds),
             queue=self.import_queue(),
+        )
+
+    def send_queue(self) -> AzureSendQueue:
+        """Mail to send, for the `mail-send` queue trigger."""
+        return AzureSendQueue(TextQueue(self.queues, SEND_QUEUE))
+
+    def outgoing(self, tenant: Tenant) -> OutgoingService:
+        """A tenant's outgoing mail (`POST …/mail-senders/{id}/messages`)."""
+        limit = self.settings.mail_send_max_mb * 1024 * 1024
+        return OutgoingService(self.tables, self.documents(), self.send_queue(), tenant, self.clock, limit)
+
+    def mail_send_worker(self) -> MailSendWorker:
+        """Sends accepted mail (the `mail-send` queue trigger)."""
+        return MailSendWorker(
+            self.tables,
+            self.graphs,
+            self.documents(),
+            self.send_queue(),
+            self.outbox(),
+            clock=self.clock,
+            authority=self.settings.graph_authority_host,
         )
 
     def reservation_queue(self) -> AzureReservationQueue:

@@ -31,6 +31,8 @@ from core.host.feed import DEFAULT_LIMIT as FEED_DEFAULT_LIMIT
 from core.host.feed import MAX_LIMIT as FEED_MAX_LIMIT
 from core.links import MAX_LIST, ResourceIn
 from core.mail.config import MailImportIn
+from core.mail.outgoing import MAX_ATTACHMENTS, MAX_RECIPIENTS, OutgoingMailIn
+from core.mail.senders import MailSenderIn
 from core.openapi_schemas import PROBLEMS, RESPONSE_SCHEMAS, Schema, ref
 from core.presence.config import MAX_USERS_PER_QUERY, MonitorIn, PresenceSettingsIn
 from core.run_history import DEFAULT_LIMIT as RUNS_DEFAULT_LIMIT
@@ -136,6 +138,8 @@ PATH_PARAMS: dict[str, str] = {
     "bookingCalendarId": "The host's id for the booking calendar.",
     "reservationId": "The reservation's id, as its POST returned it.",
     "email": "The monitored user's e-mail address.",
+    "senderId": "The host's id for the sender profile.",
+    "messageId": "The mail's id, as its POST returned it.",
 }
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 PATH_PARAM_SCHEMAS: dict[str, Schema] = {
@@ -191,6 +195,7 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("Resources", "A tenant's host resources (people, rooms) and their linked Microsoft 365 accounts."),
     ("Calendar", "Calendar sync down (Outlook → host) and push up (host → Outlook)."),
     ("Mail import", "Documents from a mailbox's folder to the host, ledgered."),
+    ("Sending mail", "Sender profiles, and mail host systems send through them."),
     ("Booking", "Booking calendars, the slots a form shows, and reservations."),
     ("Presence", "Presence of monitored users for a switchboard, from their calendars."),
     ("Runs and events", "What the bridge did (runs) and what it told the host (the event feed)."),
@@ -235,6 +240,7 @@ IMPORT = TENANT + "/mail-imports/{importId}"
 BOOKING = TENANT + "/booking-calendars/{bookingCalendarId}"
 RESERVATIONS = BOOKING + "/reservations"
 MONITOR = TENANT + "/presence/monitors/{email}"
+SENDER = TENANT + "/mail-senders/{senderId}"
 CONNECTED = TENANT + "/connect/accounts"
 ETAG = ("ETag",)
 
@@ -596,6 +602,96 @@ OPERATIONS: tuple[Operation, ...] = (
         "(see …/runs?runId=).",
         Auth.TENANT,
         (Reply(202, "Queued.", "RunQueued"),),
+    ),
+    # --- sending mail
+    Operation(
+        "PUT",
+        SENDER,
+        "put_mail_sender",
+        "Sending mail",
+        "Create or replace a sender profile",
+        "Create (201) or replace (200) a sender: the mailbox mail is sent from (UPN or object id), "
+        "optionally `sendAs` another address it has Exchange's Send As permission on, and whether a "
+        "copy stays in its Sent Items (default true). Needs the application permission Mail.Send, "
+        "and Mail.ReadWrite for mail with more than 3 MB of files (sent as a draft); Test settings "
+        "checks both. 409 for a tenant in delegated mode (sending needs the app's own permission).",
+        Auth.TENANT,
+        (
+            Reply(201, "Created.", "MailSender", headers=ETAG),
+            Reply(200, "Replaced.", "MailSender", headers=ETAG),
+        ),
+        params=(IF_MATCH, IF_NONE_MATCH),
+        body=Body(
+            (MailSenderIn,),
+            (Example("forms", "The forms product's sender, as post@", ex.MAIL_SENDER, MailSenderIn),),
+        ),
+        errors=(400, 409, 412, 422),
+    ),
+    Operation(
+        "GET",
+        SENDER,
+        "get_mail_sender",
+        "Sending mail",
+        "Read a sender profile",
+        "The sender profile, with its ETag.",
+        Auth.TENANT,
+        (Reply(200, "The sender.", "MailSender", headers=ETAG),),
+    ),
+    Operation(
+        "DELETE",
+        SENDER,
+        "delete_mail_sender",
+        "Sending mail",
+        "Delete a sender profile",
+        "204. Mail already accepted through it is still sent as it was accepted.",
+        Auth.TENANT,
+        (Reply(204, "Deleted."),),
+        params=(IF_MATCH,),
+        errors=(409, 412),
+    ),
+    Operation(
+        "GET",
+        TENANT + "/mail-senders",
+        "list_mail_senders",
+        "Sending mail",
+        "List sender profiles",
+        "Every sender profile of the tenant.",
+        Auth.TENANT,
+        (Reply(200, "The senders.", "MailSenderList"),),
+    ),
+    Operation(
+        "POST",
+        SENDER + "/messages",
+        "send_message",
+        "Sending mail",
+        "Send a mail",
+        "Checks the mail whole, stores it and queues it: 202 with its id (`Location` says where to "
+        "follow it); the worker sends it and the host hears `mail.sent` or `mail.failed`. The same "
+        "`idempotencyKey` again answers the first mail (at most one mail is sent per key); the key "
+        "with a different mail is a 409. 422 names every bad field: a recipient that is not an "
+        f"address (at most {MAX_RECIPIENTS} in to, cc and bcc), a file type Outlook blocks "
+        f"(executables, scripts), bad base64, more than {MAX_ATTACHMENTS} files, or a message heavier "
+        "than MAIL_SEND_MAX_MB as Exchange counts it (35 MB by default; files count base64-encoded, "
+        "so about 26 MB of files fit). `body` is a text string or "
+        "`{contentType: text|html, content}`.",
+        Auth.TENANT,
+        (Reply(202, "Accepted; the worker sends it.", "OutgoingMail", headers=("Location",)),),
+        body=Body(
+            (OutgoingMailIn,),
+            (Example("receipt", "A form's receipt with a PDF", ex.OUTGOING_MAIL, OutgoingMailIn),),
+        ),
+        errors=(400, 409, 422),
+    ),
+    Operation(
+        "GET",
+        SENDER + "/messages/{messageId}",
+        "get_message",
+        "Sending mail",
+        "Where a mail stands",
+        "`status` queued, sent or failed; a failed mail's `error` and `fix` in plain words, and "
+        "`outcomeUnknown` when Graph never confirmed a send it was asked for.",
+        Auth.TENANT,
+        (Reply(200, "The mail.", "OutgoingMail"),),
     ),
     # --- booking
     Operation(

@@ -133,6 +133,14 @@ _MAIL_IMPORT_EXAMPLE: dict[str, Any] = {
     },
 }
 _RUN_ID = "a4c5df35e0b94d7c9f1e2b3a4c5d6e7f"
+_MAIL_SENDER_EXAMPLE: dict[str, Any] = {
+    "id": "skjema",
+    "mailbox": "skjema@contoso.no",
+    "sendAs": "post@contoso.no",
+    "saveToSentItems": True,
+    "createdAt": _AT,
+    "updatedAt": _AT,
+}
 
 RESPONSE_EXAMPLES: dict[str, Any] = {
     "HealthReport": {
@@ -258,6 +266,20 @@ RESPONSE_EXAMPLES: dict[str, Any] = {
     },
     "Reservation": _RESERVATION_EXAMPLE,
     "ReservationList": {"reservations": [_RESERVATION_EXAMPLE]},
+    "MailSender": _MAIL_SENDER_EXAMPLE,
+    "MailSenderList": {"mailSenders": [_MAIL_SENDER_EXAMPLE]},
+    "OutgoingMail": {
+        "id": "mail-3c9f0e2b7a514d86a1e4",
+        "senderId": "skjema",
+        "status": "sent",
+        "recipients": 2,
+        "attachments": [{"name": "kvittering.pdf", "size": 48213}],
+        "error": None,
+        "fix": None,
+        "outcomeUnknown": False,
+        "createdAt": "2026-12-01T13:02:11+00:00",
+        "sentAt": "2026-12-01T13:02:13+00:00",
+    },
     "PresenceSettings": {
         "busyStatuses": ["busy", "oof"],
         "showSubjects": True,
@@ -458,6 +480,24 @@ RESERVATION: dict[str, Any] = {
         }
     ],
     "idempotencyKey": "skjema-2026-12-01-0042",
+}
+MAIL_SENDER: dict[str, Any] = {"mailbox": "skjema@contoso.no", "sendAs": "post@contoso.no"}
+_RECEIPT = b"%PDF-1.7\n% Kvittering for innsendt skjema\n%%EOF\n"
+OUTGOING_MAIL: dict[str, Any] = {
+    "idempotencyKey": "skjema-2026-12-01-0042-kvittering",
+    "to": ["ase@example.org"],
+    "bcc": ["arkiv@contoso.no"],
+    "replyTo": ["post@contoso.no"],
+    "subject": "Kvittering: søknad om barnehageplass",
+    "body": {"contentType": "html", "content": "<p>Vi har mottatt søknaden din.</p>"},
+    "attachments": [
+        {
+            "name": "kvittering.pdf",
+            "contentType": "application/pdf",
+            "contentBase64": base64.b64encode(_RECEIPT).decode("ascii"),
+        }
+    ],
+    "importance": "normal",
 }
 PRESENCE_SETTINGS: dict[str, Any] = {
     "busyStatuses": ["busy", "oof"],

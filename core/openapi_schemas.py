@@ -23,6 +23,7 @@ from core.store.records import (
     CredentialMode,
     Direction,
     GrantStatus,
+    OutgoingStatus,
     PresenceStatus,
     PushOp,
     PushStatus,
@@ -353,6 +354,37 @@ _RESERVATION = obj(
     }
 )
 
+_MAIL_SENDER = obj(
+    {
+        "id": STRING,
+        "mailbox": STRING,
+        "sendAs": nullable(STRING),
+        "saveToSentItems": BOOLEAN,
+        "createdAt": _WHEN,
+        "updatedAt": _WHEN,
+    }
+)
+
+_OUTGOING_MAIL = obj(
+    {
+        "id": STRING,
+        "senderId": STRING,
+        "status": enum_of(OutgoingStatus),
+        "recipients": INTEGER,
+        "attachments": array(obj({"name": STRING, "size": INTEGER})),
+        "error": nullable(STRING) | {"description": "with status failed: why, in plain words"},
+        "fix": nullable(STRING) | {"description": "with status failed: what a person does about it"},
+        "outcomeUnknown": {
+            "type": "boolean",
+            "description": "failed after Graph was asked to send but never confirmed: the mail may "
+            "have gone out (see the sender's Sent Items); it is not sent again",
+        },
+        "createdAt": _WHEN,
+        "sentAt": _WHEN,
+    },
+    description="A mail a host handed over: no recipients, subject or body are kept.",
+)
+
 _PRESENCE = obj(
     {
         "email": STRING,
@@ -548,6 +580,9 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
     ),
     "Reservation": _RESERVATION,
     "ReservationList": obj({"reservations": array(ref("Reservation"))}),
+    "MailSender": _MAIL_SENDER,
+    "MailSenderList": obj({"mailSenders": array(ref("MailSender"))}),
+    "OutgoingMail": _OUTGOING_MAIL,
     "PresenceSettings": obj(
         {
             "busyStatuses": array(STRING),

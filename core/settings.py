@@ -287,6 +287,10 @@ class Settings(BaseModel):
     # host's download URLs for staged documents live this long (a delegation key's 7 days at most).
     mail_import_schedule: Ncrontab = Field("0 0 */2 * * *", alias="MAIL_IMPORT_SCHEDULE")
     mail_document_url_seconds: int = Field(7 * 86_400, ge=1, le=7 * 86_400, alias="MAIL_DOCUMENT_URL_SECONDS")
+    # Sending mail for hosts (core/mail/outgoing.py): the most a mail may weigh as Exchange counts
+    # it, files base64-encoded (Exchange Online's default send size limit is 35 MB; an admin can
+    # raise a mailbox's to 150 MB).
+    mail_send_max_mb: int = Field(35, ge=1, le=150, alias="MAIL_SEND_MAX_MB")
     version: str = __version__
 
     @model_validator(mode="after")

@@ -48,6 +48,7 @@ from core.store.records import (
     DelegatedGrant,
     Direction,
     MailImport,
+    MailSender,
     Presence,
     PresenceSettings,
     ResourceLink,
@@ -225,12 +226,17 @@ class TenantDiagnostics:
         async def rows(kind: type[Any]) -> list[Any]:
             return [r async for r in self._tables.repo(kind).list(partition, limit=limit)]
 
-        links, imports, bookings, monitors, grants = await asyncio.gather(
-            rows(ResourceLink), rows(MailImport), rows(BookingCalendar), rows(Presence), rows(DelegatedGrant)
+        links, imports, bookings, monitors, grants, senders = await asyncio.gather(
+            rows(ResourceLink),
+            rows(MailImport),
+            rows(BookingCalendar),
+            rows(Presence),
+            rows(DelegatedGrant),
+            rows(MailSender),
         )
         settings = await self._tables.repo(PresenceSettings).get(*PresenceSettings.key(tenant_id))
         monitors.sort(key=lambda m: m.email)
-        return Setup(links, imports, bookings, monitors, settings, grants)
+        return Setup(links, imports, bookings, monitors, settings, grants, senders)
 
     async def _run_jobs(self, jobs: Sequence[_Job], graph: _Graph, deadline: float) -> list[CheckLine]:
         """The jobs' lines, a few jobs at a time; a job still running at `deadline` (monotonic)

@@ -122,9 +122,9 @@ def permission_lines(
                 CheckLine(
                     Check.PERMISSIONS,
                     where + need.permission,
-                    Status.FAILED,
-                    f"The token does not carry the {granted.kind} permission {name}, which is needed: "
-                    f"{shown}.",
+                    Status.WARNING if need.optional else Status.FAILED,
+                    f"The token does not carry the {granted.kind} permission {name}, which is "
+                    f"{'used' if need.optional else 'needed'}: {shown}.",
                     permission_fix(need.permission, app, delegated=granted.delegated),
                 )
             )

@@ -11,6 +11,7 @@ from core.store.records import (
     DelegatedGrant,
     Direction,
     MailImport,
+    MailSender,
     Presence,
     PresenceSettings,
     ResourceLink,
@@ -41,6 +42,7 @@ class Setup:
     monitors: Sequence[Presence] = ()
     presence: PresenceSettings | None = None
     grants: Sequence[DelegatedGrant] = ()  # delegated mode: the accounts users connected
+    senders: Sequence[MailSender] = ()
 
     @property
     def presence_asker(self) -> str | None:
@@ -69,6 +71,8 @@ def accounts_of(setup: Setup) -> list[str]:
         found.setdefault(booking.owner.casefold(), booking.owner)
     if setup.presence_asker:
         found.setdefault(setup.presence_asker.casefold(), setup.presence_asker)
+    for sender in setup.senders:
+        found.setdefault(sender.mailbox.casefold(), sender.mailbox)
     for grant in setup.grants:
         found.setdefault(grant.account.casefold(), grant.account)
     return list(found.values())
@@ -80,6 +84,7 @@ class Need:
 
     permission: str
     reasons: tuple[str, ...]
+    optional: bool = False  # every feature needing it works in part without it: a warning
 
     @property
     def accepted(self) -> frozenset[str]:
@@ -95,6 +100,7 @@ def needs_of(setup: Setup, account: str | None = None) -> list[Need]:
         return mailbox is not None and (account is None or _same(mailbox, account))
 
     reasons: dict[str, list[str]] = {p: [] for p in _ACCEPTED}
+    optional: dict[str, list[str]] = {p: [] for p in _ACCEPTED}
     for link in setup.links:
         for linked in link.accounts:
             if linked.direction is Direction.NONE or not mine(linked.account):
@@ -118,7 +124,18 @@ def needs_of(setup: Setup, account: str | None = None) -> list[Need]:
             reasons[MAIL_SEND].append(f"booking calendar {booking.booking_id} notifies attendees")
     if mine(setup.presence_asker):
         reasons[CALENDARS_READ].append(f"presence reads {len(setup.monitors)} monitored users' free/busy")
-    return [Need(permission, tuple(why)) for permission, why in reasons.items() if why]
+    for sender in setup.senders:
+        if mine(sender.mailbox):
+            reasons[MAIL_SEND].append(f"mail sender {sender.sender_id} sends host mail as {sender.mailbox}")
+            optional[MAIL_READ_WRITE].append(
+                f"mail sender {sender.sender_id} sends mail with more than 3 MB of files as a draft "
+                "(without it only smaller mail can be sent)"
+            )
+    return [
+        Need(permission, tuple(why + optional[permission]), optional=not why)
+        for permission, why in reasons.items()
+        if why or optional[permission]
+    ]
 
 
 @dataclass(frozen=True, slots=True)

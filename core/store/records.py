@@ -443,6 +443,103 @@ class MailImport(Record):
         return self.key(self.tenant_id, self.import_id)[1]
 
 
+class MailSender(Record):
+    """A sender profile: the mailbox host systems send mail as (seed 004: the forms product's
+    configured sender). Keys: partition = tenant, row = the host's id for the profile."""
+
+    table: ClassVar[str] = "mailsenders"
+
+    tenant_id: str
+    sender_id: str
+    mailbox: str  # UPN (lower-cased) or Entra object id
+    send_as: str | None = None  # another address the mailbox may send as (Exchange Send As)
+    save_to_sent_items: bool = True
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def key(cls, tenant_id: str, sender_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), escape_key(sender_id)
+
+    @property
+    def partition_key(self) -> str:
+        return self.key(self.tenant_id, self.sender_id)[0]
+
+    @property
+    def row_key(self) -> str:
+        return self.key(self.tenant_id, self.sender_id)[1]
+
+
+class OutgoingStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutgoingAttachmentRecord(BaseModel):
+    """A file of an outgoing mail, staged in Blob Storage until it is sent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    blob_name: str
+    attached: bool = False  # on the draft (the draft path only)
+
+
+class OutgoingMessage(Record):
+    """One mail a host asked to send, and how far its worker got. The mail itself (recipients,
+    subject, body) waits in Blob Storage with its files; this row holds no content.
+
+    Keys: partition = tenant, row = message id (from sender profile and the host's
+    idempotency key, so a repeated POST finds the row the first one made). The worker records
+    each step before and after it: `send_started_at` before the send, `status: sent` after it."""
+
+    table: ClassVar[str] = "outgoingmail"
+
+    tenant_id: str
+    message_id: str
+    sender_id: str
+    # the sender profile as it was when the mail was accepted
+    mailbox: str
+    send_as: str | None = None
+    save_to_sent_items: bool = True
+    fingerprint: str  # SHA-256 of the request as validated: a reused key with other content is a 409
+    status: OutgoingStatus = OutgoingStatus.QUEUED
+    mail_blob: str = ""  # the mail (recipients, subject, body) as JSON
+    attachments: list[OutgoingAttachmentRecord] = Field(default_factory=list)
+    recipients: int = 0
+    draft_id: str | None = None  # the draft path: Graph's id of the draft (also after it is sent)
+    send_started_at: datetime | None = None  # set just before Graph is asked to send
+    attempts: int = 0
+    error: str | None = None
+    fix: str | None = None
+    outcome_unknown: bool = False  # failed after a send whose outcome Graph never confirmed
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def attachment_bytes(self) -> int:
+        return sum(a.size for a in self.attachments)
+
+    @classmethod
+    def key(cls, tenant_id: str, message_id: str) -> tuple[str, str]:
+        return escape_key(tenant_id), message_id
+
+    @property
+    def partition_key(self) -> str:
+        return escape_key(self.tenant_id)
+
+    @property
+    def row_key(self) -> str:
+        return self.message_id
+
+
 class MailImportState(LeasedState):
     """Where one import's runs stand, and who is running it: the same lease as a calendar's
     sync state (one worker per mailbox import; a request that finds it taken asks the holder
@@ -1068,6 +1165,8 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     MailImport,
     MailImportState,
     MailLedgerEntry,
+    MailSender,
+    OutgoingMessage,
     SlotClaim,
     Reservation,
     PresenceSettings,

@@ -132,6 +132,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       GRAPH_SUBSCRIPTION_SCHEDULE: '0 20 * * * *'
       MAIL_IMPORT_SCHEDULE: mailImportSchedule
       MAIL_DOCUMENT_URL_SECONDS: '604800'
+      MAIL_SEND_MAX_MB: '35'
     }
   }
 }

@@ -23,6 +23,7 @@ var workQueues = [
   'presence'
   'host-delivery'
   'graph-subscriptions'
+  'mail-send'
 ]
 var queues = concat(workQueues, map(workQueues, queue => '${queue}-poison'))
 // The state tables (tests/infra compare them with core/store/records.py).
@@ -47,6 +48,8 @@ var tables = [
   'counters'
   'runs'
   'subscriptions'
+  'mailsenders'
+  'outgoingmail'
 ]
 var stagedDocuments = 'staged-documents'
 

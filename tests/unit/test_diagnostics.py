@@ -19,10 +19,12 @@ from core.diagnostics import (
     Setup,
     Status,
     TenantDiagnostics,
+    accounts_of,
     granted_by,
     needs_of,
     token_fix,
 )
+from core.diagnostics.fixes import permission_lines
 from core.graph.errors import ConsentMissing, GrantRevoked, Throttled, TokenUnavailable
 from core.graph.fake import InMemoryGraph
 from core.graph.model import EventDraft
@@ -35,6 +37,7 @@ from core.store.records import (
     GrantStatus,
     LinkedAccount,
     MailImport,
+    MailSender,
     Presence,
     PresenceSettings,
     ResourceLink,
@@ -456,6 +459,29 @@ def test_needs_follow_the_configured_features() -> None:
     ]
     monitors = [Presence(tenant_id="acme", email=ADELE)]
     assert [n.permission for n in needs_of(Setup(monitors=monitors))] == ["Calendars.Read"]
+    sender = MailSender(tenant_id="acme", sender_id="forms", mailbox="no-reply@acme.example")
+    drafts, send = needs_of(Setup(senders=[sender]))
+    assert (send.permission, send.reasons, send.optional) == (
+        "Mail.Send",
+        ("mail sender forms sends host mail as no-reply@acme.example",),
+        False,
+    )
+    assert (drafts.permission, drafts.optional) == ("Mail.ReadWrite", True)  # only for large mail
+    config = MailImport(
+        tenant_id="acme",
+        import_id="i",
+        mailbox=ADELE,
+        import_folder="I",
+        import_folder_id="f1",
+        archive_folder="A",
+        archive_folder_id="f2",
+        forward_to=GRADY,
+    )
+    write, _ = needs_of(Setup(imports=[config], senders=[sender]))
+    assert (write.permission, write.optional) == ("Mail.ReadWrite", False)  # the import needs it
+    assert len(write.reasons) == 2
+    assert needs_of(Setup(senders=[sender]), account=ADELE) == []  # delegated: only its own mailbox
+    assert accounts_of(Setup(senders=[sender])) == ["no-reply@acme.example"]
     assert needs_of(Setup()) == []
     assert Need("Calendars.Read", ()).accepted == {"Calendars.Read", "Calendars.ReadWrite"}
 
@@ -484,6 +510,22 @@ def test_granted_reads_roles_for_apps_and_scp_for_delegated_tokens() -> None:
 def test_each_entra_refusal_has_its_fix(code: str | None, says: str) -> None:
     app = AppIdentity("acme", CLIENT, DIRECTORY, "m365-bridge", "Acme AS")
     assert says in token_fix(code, app)
+
+
+def test_a_permission_only_large_mail_uses_is_a_warning_when_missing() -> None:
+    app = AppIdentity("acme", CLIENT, DIRECTORY, "m365-bridge", "Acme AS")
+    sender = MailSender(tenant_id="acme", sender_id="forms", mailbox="no-reply@acme.example")
+    lines = permission_lines(needs_of(Setup(senders=[sender])), Granted(frozenset({"Mail.Send"})), app)
+    assert [(line.target, line.status) for line in lines] == [
+        ("Mail.ReadWrite", Status.WARNING),
+        ("Mail.Send", Status.OK),
+    ]
+    assert "more than 3 MB of files" in lines[0].detail
+    assert lines[0].fix is not None
+    assert "Mail.ReadWrite" in lines[0].fix
+    assert Report("acme", T0, tuple(lines)).ok
+    bare = permission_lines(needs_of(Setup(senders=[sender])), Granted(frozenset()), app)
+    assert [line.status for line in bare] == [Status.WARNING, Status.FAILED]
 
 
 def test_a_report_is_ok_unless_a_line_failed() -> None:

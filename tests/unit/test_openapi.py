@@ -34,8 +34,10 @@ from core.health import Check, HealthReport
 from core.host.envelope import envelope
 from core.links import link_view, plan_link
 from core.mail.config import import_view
+from core.mail.outgoing import message_view, parse_outgoing
+from core.mail.senders import sender_view
 from core.openapi import OPERATIONS, REF_TEMPLATE, build_openapi
-from core.openapi_examples import RESERVATION, RESOURCE, TENANT_CREATE
+from core.openapi_examples import OUTGOING_MAIL, RESERVATION, RESOURCE, TENANT_CREATE
 from core.openapi_schemas import PROBLEMS
 from core.presence.config import presence_view, settings_view
 from core.request_errors import (
@@ -65,7 +67,11 @@ from core.store.records import (
     LinkedAccount,
     MailImport,
     MailImportState,
+    MailSender,
     OutboxEvent,
+    OutgoingAttachmentRecord,
+    OutgoingMessage,
+    OutgoingStatus,
     Presence,
     PresenceSettings,
     PresenceStatus,
@@ -249,6 +255,7 @@ def test_request_examples_pass_the_parsers_behind_the_models_too() -> None:
                 assert batch.rejected == []
                 assert batch.changes
     parse_reservation(RESERVATION)
+    assert parse_outgoing(OUTGOING_MAIL, 35 * 1024 * 1024).files  # base64, file type and content pass
     plan_link("contoso-norge", "room-4b", RESOURCE, NOW)
     spec = parse(TenantCreate, TENANT_CREATE)
     plan_create(spec, "contoso-norge", NOW, spec.host.webhook_secret or SecretStr("x" * 40))
@@ -473,6 +480,35 @@ def test_mail_booking_and_presence_views_fit_their_schemas_exactly() -> None:
     )
     assert_view_fits(reservation_view(reservation), "Reservation")
     assert_view_fits({"reservations": [reservation_view(reservation)]}, "ReservationList")
+
+    sender = MailSender(
+        tenant_id="contoso-norge",
+        sender_id="skjema",
+        mailbox="skjema@contoso.no",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    assert_view_fits(sender_view(sender), "MailSender")
+    assert_view_fits({"mailSenders": [sender_view(sender)]}, "MailSenderList")
+    mail = OutgoingMessage(
+        tenant_id="contoso-norge",
+        message_id="mail-1",
+        sender_id="skjema",
+        mailbox="skjema@contoso.no",
+        fingerprint="0" * 64,
+        recipients=2,
+        attachments=[
+            OutgoingAttachmentRecord(
+                name="kvittering.pdf", content_type="application/pdf", size=10, sha256="0" * 64, blob_name="b"
+            )
+        ],
+        created_at=NOW,
+    )
+    assert_view_fits(message_view(mail), "OutgoingMail")
+    failed = mail.model_copy(
+        update={"status": OutgoingStatus.FAILED, "error": "x", "fix": "y", "outcome_unknown": True}
+    )
+    assert_view_fits(message_view(failed), "OutgoingMail")
 
     assert_view_fits(settings_view(PresenceSettings(tenant_id="contoso-norge")), "PresenceSettings")
     busy = Presence(
