@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from devtools.azurite import Azurite
+from devtools.demo_mail_send import job_mail_send
 from devtools.demo_notifications import job_notifications
 from devtools.demo_onboarding import job_connect, job_openapi, job_test_settings
 from devtools.demo_support import ROOT, DemoReceiver, as_check, run_function, say, wait_for
@@ -730,6 +731,7 @@ async def run_stack(azurite: Azurite, demo_dir: Path, port: int, stop: asyncio.E
                 await job_booking_slots(http, host, demo, tenant_key)
                 await job_booking_reserve(http, host, demo, tenant_key, receiver)
                 await job_presence(http, host, demo, tenant_key, receiver)
+                await job_mail_send(http, host, demo, tenant_key, receiver)
                 await job_openapi(http, host)
                 await job_test_settings(http, host, tenant_key)
                 await job_connect(http, host, demo, operator_key, receiver)

@@ -134,6 +134,13 @@ def test_given_a_fresh_stack_when_the_demo_runs_then_it_shows_every_job_and_ctrl
         assert presence, output
         assert presence.group(1, 2) == presence.group(3, 4)
         assert re.search(
+            r"^✓ job mail send: PUT …/mail-senders/forms \(HTTP 201\); POST …/messages twice → "
+            r"HTTP 202/202, one id; status sent, mail\.sent \(draft\) x1; Adele's inbox holds 1 mail with "
+            r"\{'receipt\.pdf': 47, 'enclosure\.pdf': 4194331\}",
+            output,
+            re.M,
+        ), output
+        assert re.search(
             r"^✓ job openapi: GET /api/v1/openapi\.json \(HTTP 200\) → OpenAPI 3\.1\.0, \d+ operations on "
             r"\d+ paths, valid",
             output,
