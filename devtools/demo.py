@@ -430,6 +430,12 @@ async def job_calendar_push(
     problems = [e["field"] for r in answer["rejected"] for e in r["errors"]]
     say(f"✓ job calendar push: a batch (HTTP {status}) → {results}; rejected {problems}")
 
+    # every push result reaches the host before Adele's edit, so what arrives next is the edit
+    async def results_heard() -> bool:
+        return len(_pushed(receiver)) >= 3
+
+    await wait_for("job calendar push (results)", results_heard)
+
     # Adele moves the charger installation in Outlook; the host syncs its calendar
     [charger] = in_outlook(demo.adele, "Installation: charger")
     demo.graph.calendar.update_event(
@@ -438,7 +444,14 @@ async def job_calendar_push(
     seen = len(_appointments(receiver))
     async with http.post(f"{base}/resources/room-4b/sync", headers=tenant_key) as resp:
         await resp.read()
-    await wait_for("job push round trip", _delivered(receiver, seen + 1))
+    async def edit_heard() -> bool:
+        return any(
+            e["type"] == "appointment.upserted"
+            and e["data"]["appointment"].get("hostAppointmentId") == "SO-1002"
+            for e in _appointments(receiver)[seen:]
+        )
+
+    await wait_for("job push round trip", edit_heard)
     await asyncio.sleep(1.0)  # anything else the sync sent would arrive now
     back = [
         e["data"]["appointment"]
