@@ -30,14 +30,14 @@ from core.errors import AlreadyExists, NotFound, StaleEtag, StoreError, StoreUna
 from core.store.limits import (
     check_key,
     check_range,
+    check_writes,
     normalise_columns,
     normalise_value,
     normalise_where,
 )
-from core.store.table import Row, Scalar
+from core.store.table import MAX_TRANSACTION, Row, Scalar, Write
 
-# The service accepts at most 100 operations per entity-group transaction.
-_BATCH = 100
+_BATCH = MAX_TRANSACTION
 # The service returns at most 1000 entities per page.
 _MAX_PAGE = 1000
 
@@ -252,6 +252,40 @@ class AzureTableStore:
                     return
         except AzureError as exc:
             self._fail(exc, "query")
+
+    async def write_many(self, partition_key: str, writes: Sequence[Write]) -> list[Row]:
+        columns = check_writes(partition_key, writes)
+        operations: list[Any] = []
+        for write, data in zip(writes, columns, strict=True):
+            entity = _to_entity(partition_key, write.row_key, data)
+            if write.etag is None:
+                operations.append(("create", entity))
+            else:
+                conditions = {
+                    "mode": UpdateMode.REPLACE,
+                    "etag": write.etag,
+                    "match_condition": MatchConditions.IfNotModified,
+                }
+                operations.append(("update", entity, conditions))
+        if not operations:
+            return []
+        try:
+            results = await self._client.submit_transaction(operations)
+        except TableTransactionError as exc:
+            where = f"table {self.name}: write many (write {exc.index})"
+            if exc.status_code == 412:
+                raise StaleEtag(f"{where}: the row changed since it was read (stale etag)") from exc
+            if exc.status_code == 409 and _error_code(exc) == "EntityAlreadyExists":
+                raise AlreadyExists(f"{where}: the row already exists") from exc
+            if exc.status_code == 404 and _error_code(exc) != "TableNotFound":
+                raise NotFound(f"{where}: the row does not exist") from exc
+            self._fail(exc, "write many")
+        except AzureError as exc:
+            self._fail(exc, "write many")
+        return [
+            Row(partition_key, write.row_key, MappingProxyType(data), result["etag"])
+            for write, data, result in zip(writes, columns, results, strict=True)
+        ]
 
     async def delete_rows(self, partition_key: str, row_keys: Sequence[str]) -> int:
         check_key("PartitionKey", partition_key)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from core.store.table import Scalar
+from core.store.table import MAX_TRANSACTION, Scalar, Write
 
 # The service measures strings in UTF-16 code units (2 bytes each).
 MAX_KEY_UNITS = 512  # PartitionKey / RowKey: 1 KiB
@@ -182,3 +182,13 @@ def check_range(row_key_from: str | None, row_key_to: str | None, limit: int | N
             check_key(kind, bound)
     if limit is not None and limit < 1:
         raise ValueError("limit must be at least 1")
+
+
+def check_writes(partition_key: str, writes: Sequence[Write]) -> list[dict[str, Scalar]]:
+    """Each write's columns, normalised, before any I/O: ValueError for more than
+    `MAX_TRANSACTION` writes or a row written twice (a transaction touches a row once)."""
+    if len(writes) > MAX_TRANSACTION:
+        raise ValueError(f"a transaction holds at most {MAX_TRANSACTION} writes, not {len(writes)}")
+    if len({w.row_key for w in writes}) != len(writes):
+        raise ValueError("a transaction may write each row only once")
+    return [normalise_columns(partition_key, w.row_key, w.data) for w in writes]

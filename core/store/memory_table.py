@@ -16,8 +16,8 @@ from types import MappingProxyType
 from typing import Any
 
 from core.errors import AlreadyExists, NotFound, StaleEtag
-from core.store.limits import check_key, check_range, normalise_columns, normalise_where
-from core.store.table import Row, Scalar
+from core.store.limits import check_key, check_range, check_writes, normalise_columns, normalise_where
+from core.store.table import Row, Scalar, Write
 
 _etags = itertools.count(1)
 
@@ -108,6 +108,21 @@ class MemoryTableStore:
             if current.etag != etag:
                 raise StaleEtag(f"table {self._name}: the row changed since it was read (stale etag)")
         self._rows.pop((partition_key, row_key), None)
+
+    async def write_many(self, partition_key: str, writes: Sequence[Write]) -> list[Row]:
+        columns = check_writes(partition_key, writes)
+        await asyncio.sleep(0)
+        for index, write in enumerate(writes):  # every condition first: all or nothing
+            current = self._rows.get((partition_key, write.row_key))
+            where = f"table {self._name}: write many (write {index})"
+            if write.etag is None and current is not None:
+                raise AlreadyExists(f"{where}: the row already exists")
+            if write.etag is not None and current is None:
+                raise NotFound(f"{where}: the row does not exist")
+            if write.etag is not None and current is not None and current.etag != write.etag:
+                raise StaleEtag(f"{where}: the row changed since it was read (stale etag)")
+        pairs = zip(writes, columns, strict=True)
+        return [self._write(partition_key, write.row_key, data) for write, data in pairs]
 
     async def query(
         self,

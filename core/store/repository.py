@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import AlreadyExists, NotFound, StaleEtag
 from core.store import codec
-from core.store.table import Row, Scalar, TableStore
+from core.store.table import Row, Scalar, TableStore, Write
 
 
 class Record(BaseModel):
@@ -73,6 +73,19 @@ class Repository(Generic[R]):
             return await self.insert(record)
         row = await self.store.update(record.partition_key, record.row_key, codec.encode(record), record.etag)
         return record.model_copy(update={"etag": row.etag})
+
+    async def save_many(self, records: Sequence[R]) -> list[R]:
+        """`save` for records of one partition in one transaction (at most 100): every one is
+        written or none is, and the first failed condition's error is raised (StaleEtag,
+        NotFound, AlreadyExists) — the caller falls back to saving them one by one."""
+        if not records:
+            return []
+        partition = records[0].partition_key
+        if any(r.partition_key != partition for r in records):
+            raise ValueError("save_many: the records must share a partition")
+        writes = [Write(r.row_key, codec.encode(r), r.etag) for r in records]
+        rows = await self.store.write_many(partition, writes)
+        return [r.model_copy(update={"etag": row.etag}) for r, row in zip(records, rows, strict=True)]
 
     async def upsert(self, record: R) -> R:
         """Write unconditionally: only for rows a single writer owns (last writer wins)."""

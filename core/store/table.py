@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+# The service accepts at most 100 operations per entity-group transaction.
+MAX_TRANSACTION = 100
+
 # What a column may hold. Table Storage has no null: a None value is simply not stored.
 Scalar = str | int | float | bool | datetime | bytes
 
@@ -26,6 +29,16 @@ class Row:
     row_key: str
     data: Mapping[str, Any]
     etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One conditional write of `TableStore.write_many`: an insert (`etag` None: the row must
+    not exist) or a replace of a row that must still have `etag`."""
+
+    row_key: str
+    data: Mapping[str, Any]
+    etag: str | None = None
 
 
 class TableStore(Protocol):
@@ -70,6 +83,13 @@ class TableStore(Protocol):
     ) -> AsyncIterator[Row]:
         """Rows in (PartitionKey, RowKey) order. `row_key_from` is inclusive, `row_key_to`
         exclusive (half-open, so adjacent ranges never overlap); `where` is column equality."""
+        ...
+
+    async def write_many(self, partition_key: str, writes: Sequence[Write]) -> list[Row]:
+        """One entity-group transaction: at most `MAX_TRANSACTION` writes to distinct rows of
+        one partition, every one applied or none. When a write's condition fails nothing is
+        written and its error is raised (AlreadyExists, StaleEtag or NotFound). Returns the
+        written rows, in order, with their new etags."""
         ...
 
     async def delete_rows(self, partition_key: str, row_keys: Sequence[str]) -> int:

@@ -21,7 +21,7 @@ from core.store.memory_table import MemoryTableStore
 from core.store.records import Counter, Run, RunStatus
 from core.store.repository import Repository
 from core.store.runs import RunRepository
-from core.store.table import Row, TableStore
+from core.store.table import Row, TableStore, Write
 from tests.contract.samples import sample_records
 
 
@@ -191,6 +191,71 @@ async def test_given_a_missing_row_when_deleting_with_an_etag_then_not_found(sto
     await store.delete("p", "r")
     with pytest.raises(NotFound):
         await store.delete("p", "r", etag=row.etag)
+
+
+# --- transactions ------------------------------------------------------------------------
+
+
+async def test_given_inserts_and_updates_when_written_many_then_all_land_with_new_etags(store):
+    first = await store.insert("p", "a", {"n": 1})
+    second = await store.insert("p", "b", {"n": 2})
+    written = await store.write_many(
+        "p", [Write("a", {"n": 10}, first.etag), Write("b", {"n": 20}, second.etag), Write("c", {"n": 30})]
+    )
+    assert [(r.row_key, r.data["n"]) for r in written] == [("a", 10), ("b", 20), ("c", 30)]
+    assert written[0].etag != first.etag
+    stored = {row.row_key: row for row in await rows(store, "p")}
+    assert {k: r.data["n"] for k, r in stored.items()} == {"a": 10, "b": 20, "c": 30}
+    assert [stored[k].etag for k in "abc"] == [r.etag for r in written]  # the etags returned are current
+    again = await store.write_many("p", [Write("a", {"n": 11}, written[0].etag)])
+    assert again[0].data["n"] == 11
+
+
+@pytest.mark.parametrize(
+    ("failing", "error"),
+    [("stale", StaleEtag), ("exists", AlreadyExists), ("gone", NotFound)],
+)
+async def test_given_one_failing_condition_when_written_many_then_nothing_is_written(store, failing, error):
+    row = await store.insert("p", "a", {"n": 1})
+    await store.insert("p", "taken", {"n": 1})
+    await store.insert("p", "gone", {"n": 1})
+    old = (await store.get("p", "gone")).etag
+    await store.delete("p", "gone")
+    stale = await store.update("p", "a", {"n": 2}, row.etag)
+    bad = {
+        "stale": Write("a", {"n": 99}, row.etag),
+        "exists": Write("taken", {"n": 99}),
+        "gone": Write("gone", {"n": 99}, old),
+    }[failing]
+    good = [Write("new", {"n": 5})] + ([Write("a", {"n": 6}, stale.etag)] if failing != "stale" else [])
+    with pytest.raises(error):
+        await store.write_many("p", [*good, bad])
+    after = {r.row_key: r.data["n"] for r in await rows(store, "p")}
+    assert after == {"a": 2, "taken": 1}
+
+
+async def test_a_transaction_of_more_than_100_writes_or_a_row_twice_is_refused_before_any_io(store):
+    with pytest.raises(ValueError, match="at most 100"):
+        await store.write_many("p", [Write(f"r{i}", {"n": i}) for i in range(101)])
+    with pytest.raises(ValueError, match="only once"):
+        await store.write_many("p", [Write("r", {"n": 1}), Write("r", {"n": 2})])
+    assert await rows(store, "p") == []
+    written = await store.write_many("p", [Write(f"r{i:03d}", {"n": i}) for i in range(100)])
+    assert len(written) == 100
+
+
+async def test_given_records_of_one_partition_when_saved_many_then_etags_follow(store):
+    counters = Repository(store, Counter)
+    one = await counters.insert(Counter(name="outbox", scope="a", value=1))
+    saved = await counters.save_many(
+        [one.model_copy(update={"value": 2}), Counter(name="outbox", scope="b", value=7)]
+    )
+    assert [c.value for c in saved] == [2, 7]
+    assert all(c.etag for c in saved)
+    with pytest.raises(StaleEtag):
+        await counters.save_many([one.model_copy(update={"value": 3})])  # `one`'s etag is stale now
+    with pytest.raises(ValueError, match="share a partition"):
+        await counters.save_many([Counter(name="a", scope="x"), Counter(name="b", scope="x")])
 
 
 async def test_given_some_missing_rows_when_deleting_rows_then_only_existing_ones_are_counted(store):
