@@ -3,7 +3,7 @@
 `emit` appends the event to the tenant's outbox partition under the next sequence number and
 nudges the dispatcher. The protocol (reads and writes in this order) keeps three promises:
 
-1. **Order without holes a reader could skip.** A sequence is reserved (`next_sequence`)
+1. **Order without holes a reader could skip.** A sequence is reserved (`reserve_sequences`)
    before its row is written, so for a moment a later row can exist while an earlier one does
    not. Readers never step over a missing sequence: they wait, and only after the gap is
    `OUTBOX_GAP_GRACE_SECONDS` old do they *close* it by inserting a gap row there. A writer
@@ -36,9 +36,9 @@ from core.host.queues import DeliveryQueue
 from core.host.records import EventIdIndex, OutboxEntry, OutboxGap
 from core.host.store import OutboxStore
 from core.runs import Clock, utc_now
-from core.store import Tables, codec, next_sequence
+from core.store import Tables, codec
 from core.store.records import OutboxEvent
-from core.store.sequences import OUTBOX
+from core.store.sequences import OUTBOX, reserve_sequences
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Outbox:
         codec.encode(self._entry(tenant_id, 0, event_id or "size-check", type_, data, occurred))
 
     async def _reserve(self, tenant_id: str, count: int = 1) -> int:
-        return await next_sequence(self._store.counters, OUTBOX, tenant_id, count)
+        return await reserve_sequences(self._store.counters, OUTBOX, tenant_id, count)
 
     def _entry(
         self,
