@@ -444,6 +444,7 @@ async def job_calendar_push(
     seen = len(_appointments(receiver))
     async with http.post(f"{base}/resources/room-4b/sync", headers=tenant_key) as resp:
         await resp.read()
+
     async def edit_heard() -> bool:
         return any(
             e["type"] == "appointment.upserted"
