@@ -189,6 +189,9 @@ class EmulatorContext:
         self.throttle = ThrottleState()
         self.uploads: UploadSessions  # set by the emulator right after construction
         self.modules: dict[str, Any] = {}
+        # A plain-HTTP loopback listener on the same application (set once it runs): what
+        # `$batch` sends its requests to; None until then (and then the HTTPS one is used).
+        self.internal_url: str | None = None
 
     @property
     def base_url(self) -> str:

@@ -15,6 +15,7 @@ emulator runs standalone (`python -m devtools.graph_emulator`).
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,18 @@ class GraphEmulator(LoopbackTlsServer):
             module.graph_routes(graph_router)
             module.control_routes(control_router)
         return app
+
+    async def start(self) -> GraphEmulator:
+        await super().start()
+        # A plain-HTTP loopback listener on the same application, for `$batch` to send its
+        # requests through (authenticated, counted, fault-injected and throttled like direct
+        # ones) without a TLS handshake per request.
+        assert self._runner is not None
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        self.ctx.internal_url = f"http://127.0.0.1:{int(sock.getsockname()[1])}"
+        return self
 
     async def after_stop(self) -> None:
         await self.ctx.hooks.drain()  # deliver what the last requests triggered
