@@ -22,6 +22,7 @@ applications": PKCE, no secret) unless the tenant has a client secret, which is 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -29,14 +30,15 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from core.errors import NotFound, StaleEtag
-from core.graph.errors import GrantRevoked, TokenUnavailable
+from core.graph.errors import GrantRevoked, GraphError, GraphUnavailable, TokenUnavailable
+from core.graph.model import DeltaPage, DeltaStart, Event
 from core.graph.port import GraphGateway
 from core.graph_access import unverified_claims
 from core.host import Emission
@@ -511,6 +513,25 @@ class PerMailboxGateway:
             return await getattr(gateway, name)(mailbox, *args, **kwargs)
 
         return call
+
+    async def first_delta_pages(self, starts: Sequence[DeltaStart]) -> list[DeltaPage[Event] | GraphError]:
+        """Each user's calendars through that user's own gateway (a batch carries one token)."""
+        results: list[DeltaPage[Event] | GraphError | None] = [None] * len(starts)
+        by_mailbox: dict[str, list[int]] = {}
+        for index, start in enumerate(starts):
+            by_mailbox.setdefault(start.mailbox.casefold(), []).append(index)
+
+        async def one(indexes: list[int]) -> None:
+            try:
+                gateway = await self._for(starts[indexes[0]].mailbox)
+                pages = await gateway.first_delta_pages([starts[i] for i in indexes])
+            except GraphError as exc:
+                pages = [exc] * len(indexes)
+            for index, page in zip(indexes, pages, strict=True):
+                results[index] = page
+
+        await asyncio.gather(*(one(indexes) for indexes in by_mailbox.values()))
+        return [r if r is not None else GraphUnavailable("no answer") for r in results]
 
     async def close(self) -> None:
         return None

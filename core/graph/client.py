@@ -36,7 +36,7 @@ class GraphClientOptions:
     ca_bundle: str | None = None
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 10.0
-    max_connections: int = 100
+    max_connections: int = 32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
@@ -105,7 +105,10 @@ def connect(
         verify = context
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds),
-        limits=httpx.Limits(max_connections=options.max_connections, max_keepalive_connections=20),
+        # every connection kept: a burst of requests reuses them instead of opening (TLS) anew
+        limits=httpx.Limits(
+            max_connections=options.max_connections, max_keepalive_connections=options.max_connections
+        ),
         verify=verify,
         transport=transport,
     )

@@ -29,7 +29,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from core.graph.errors import BadRequest, Conflict, FolderNotFound, GraphError, NotFound, SyncStateExpired
+from core.graph.errors import (
+    BadRequest,
+    Conflict,
+    FolderNotFound,
+    GraphError,
+    GraphUnavailable,
+    NotFound,
+    SyncStateExpired,
+)
 from core.graph.limits import MailboxLimiter
 from core.graph.model import (
     SMALL_ATTACHMENT_LIMIT,
@@ -37,6 +45,7 @@ from core.graph.model import (
     AttachmentKind,
     Calendar,
     DeltaPage,
+    DeltaStart,
     Event,
     EventChanges,
     EventDraft,
@@ -86,6 +95,9 @@ _DIGIT = {
     ShowAs.WORKING_ELSEWHERE: "4",
 }
 _PRIORITY = {ShowAs.FREE: 0, ShowAs.WORKING_ELSEWHERE: 1, ShowAs.TENTATIVE: 2, ShowAs.BUSY: 3, ShowAs.OOF: 4}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a window a delta link carries itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +379,29 @@ class InMemoryGraph:
             link = self._issue(self._key(mailbox), calendar, window_start, window_end, current)
         async for page in self._pages(mailbox, "calendar_delta", items, link, page_size):
             yield page
+
+    async def first_delta_pages(self, starts: Sequence[DeltaStart]) -> list[DeltaPage[Event] | GraphError]:
+        """Each start's round read at once (one operation per page, as Graph counts them); a
+        round of more than one page answers an error instead, so the caller reads it alone
+        (the fake's next links belong to the generator that issued them)."""
+        out: list[DeltaPage[Event] | GraphError] = []
+        for start in starts:
+            try:
+                _check_page_size(start.page_size)
+                pages = [
+                    page
+                    async for page in self._calendar_delta(
+                        start.mailbox, None, _EPOCH, _EPOCH, start.delta_link, start.page_size
+                    )
+                ]
+            except GraphError as exc:
+                out.append(exc)
+                continue
+            if len(pages) == 1:
+                out.append(pages[0])
+            else:
+                out.append(GraphUnavailable("first_delta_pages: a round of several pages; read it alone"))
+        return out
 
     async def calendar_view(
         self, mailbox: str, calendar_id: str | None, start: datetime, end: datetime

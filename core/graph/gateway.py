@@ -21,9 +21,12 @@ from core.graph.errors import (
     BadRequest,
     FolderNotFound,
     GraphError,
+    GraphUnavailable,
     MalformedResponse,
     NotFound,
     SyncStateExpired,
+    error_for_status,
+    safe_code,
 )
 from core.graph.limits import MailboxLimiter
 from core.graph.model import (
@@ -31,6 +34,7 @@ from core.graph.model import (
     Attachment,
     Calendar,
     DeltaPage,
+    DeltaStart,
     Event,
     EventChanges,
     EventDraft,
@@ -50,6 +54,7 @@ from core.graph.parse import (
     attachment_id_from_location,
     load,
     parse_attachment,
+    parse_batch_answers,
     parse_calendar,
     parse_collection,
     parse_event,
@@ -76,7 +81,7 @@ from core.graph.render import (
     send_mail_body,
     subscription_body,
 )
-from core.graph.sender import UTC_TIMES, Call, GraphSender, Reply, RetryPolicy
+from core.graph.sender import IMMUTABLE_IDS, UTC_TIMES, Call, GraphSender, Reply, RetryPolicy
 
 if TYPE_CHECKING:
     import httpx
@@ -154,6 +159,26 @@ def _page_size(value: int) -> int:
     if not 1 <= value <= 1000:
         raise BadRequest("page_size must be 1 to 1000")
     return value
+
+
+# Graph's limit of requests per `$batch`.
+MAX_BATCH = 20
+
+
+def _batches(starts: Sequence[DeltaStart], indexes: list[int]) -> list[list[int]]:
+    """`indexes` in groups of at most `MAX_BATCH`, at most one per mailbox in a group: a batch
+    then holds one slot of each of its mailboxes, so batches and single requests never wait on
+    each other in a cycle."""
+    groups: list[tuple[list[int], set[str]]] = []
+    for index in indexes:
+        key = starts[index].mailbox.casefold()
+        group = next((g for g in groups if len(g[0]) < MAX_BATCH and key not in g[1]), None)
+        if group is None:
+            group = ([], set())
+            groups.append(group)
+        group[0].append(index)
+        group[1].add(key)
+    return [members for members, _ in groups]
 
 
 def _if_match(change_key: str) -> str:
@@ -296,6 +321,93 @@ class GraphApiGateway:
                 permission=CALENDARS_READ,
             )
         return self._delta(call, parse_event_delta_page)
+
+    async def first_delta_pages(self, starts: Sequence[DeltaStart]) -> list[DeltaPage[Event] | GraphError]:
+        results: list[DeltaPage[Event] | GraphError | None] = [None] * len(starts)
+        ready: list[int] = []
+        for index, start in enumerate(starts):
+            try:
+                _page_size(start.page_size)
+                self._check_stored_link("calendar_delta", start.mailbox, start.delta_link)
+            except GraphError as exc:
+                results[index] = exc
+                continue
+            ready.append(index)
+        await asyncio.gather(
+            *(self._delta_batch(starts, group, results) for group in _batches(starts, ready))
+        )
+        return [r if r is not None else GraphUnavailable("first_delta_pages: no answer") for r in results]
+
+    async def _delta_batch(
+        self,
+        starts: Sequence[DeltaStart],
+        group: list[int],
+        results: list[DeltaPage[Event] | GraphError | None],
+    ) -> None:
+        """One `$batch` of first delta pages; each answer (or the batch's own failure) lands in
+        `results` at its start's index."""
+        base = self._sender.base_url
+        requests = []
+        for index in group:
+            start = starts[index]
+            prefer = ", ".join((IMMUTABLE_IDS, f"odata.maxpagesize={start.page_size}", UTC_TIMES))
+            requests.append(
+                {
+                    "id": str(index),
+                    "method": "GET",
+                    "url": start.delta_link[len(base) :],
+                    "headers": {"Prefer": prefer, "Accept": "application/json"},
+                }
+            )
+        call = Call(
+            "first_delta_pages",
+            "",
+            method="POST",
+            path="/$batch",
+            body=dumps({"requests": requests}),
+            permission=CALENDARS_READ,
+            idempotent=True,  # every request in it is a read
+        )
+        try:
+            reply = await self._sender.send(call, mailboxes=[starts[i].mailbox for i in group])
+            answers = self._parse(call, parse_batch_answers, reply.content)
+        except GraphError as exc:
+            for index in group:
+                results[index] = exc
+            return
+        for index in group:
+            start = starts[index]
+            answer = answers.get(str(index))
+            if answer is None:
+                results[index] = MalformedResponse(
+                    "calendar_delta: the $batch response has no answer for this request",
+                    operation="calendar_delta",
+                    mailbox=start.mailbox,
+                )
+            elif not 200 <= answer.status < 300:
+                results[index] = error_for_status(
+                    answer.status,
+                    code=safe_code((answer.body or {}).get("error", {}).get("code")),
+                    headers=answer.headers,
+                    operation="calendar_delta",
+                    mailbox=start.mailbox,
+                    permission=CALENDARS_READ,
+                )
+            elif answer.body is None:
+                results[index] = MalformedResponse(
+                    "calendar_delta: the answer has no JSON body",
+                    operation="calendar_delta",
+                    mailbox=start.mailbox,
+                )
+            else:
+                try:
+                    results[index] = parse_event_delta_page(answer.body)
+                except MalformedResponse as exc:
+                    results[index] = MalformedResponse(
+                        f"calendar_delta for mailbox {start.mailbox!r}: {exc}",
+                        operation="calendar_delta",
+                        mailbox=start.mailbox,
+                    )
 
     async def calendar_view(
         self, mailbox: str, calendar_id: str | None, start: datetime, end: datetime
@@ -867,8 +979,16 @@ def open_gateway(
     """A gateway for one credential (one tenant's app). Share one `limiter` between every
     gateway of the process: the mailbox limit is per app *and mailbox*, not per gateway. The
     gateway owns its connection and closes it; the credential stays the caller's."""
-    from core.graph.client import connect
+    from core.graph.client import GraphClientOptions, connect
 
+    options = options or GraphClientOptions()
     connection = connect(credential, options, transport=transport)
-    sender = GraphSender(connection.adapter, connection.http, limiter or MailboxLimiter(), retry, sleep)
+    sender = GraphSender(
+        connection.adapter,
+        connection.http,
+        limiter or MailboxLimiter(),
+        retry,
+        sleep,
+        connections=options.max_connections,
+    )
     return GraphApiGateway(sender, on_close=connection.close)

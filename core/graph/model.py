@@ -147,6 +147,15 @@ class DeltaPage(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class DeltaStart:
+    """Where one calendar's incremental round starts: its mailbox and its stored delta link."""
+
+    mailbox: str
+    delta_link: str
+    page_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleItem:
     start: datetime
     end: datetime

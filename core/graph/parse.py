@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -377,10 +378,13 @@ def _values(doc: dict[str, Any]) -> list[Any]:
     return value
 
 
-def parse_delta_page(payload: bytes | str, parse_item: Callable[[object], T], kind: str) -> DeltaPage[T]:
+def parse_delta_page(
+    payload: bytes | str | dict[str, Any], parse_item: Callable[[object], T], kind: str
+) -> DeltaPage[T]:
     """A delta page: items (or `Removed`), the next or delta link, and the rejected items.
-    Raises `MalformedResponse` if the page has neither link (a delta round must end in one)."""
-    doc = load(payload)
+    Raises `MalformedResponse` if the page has neither link (a delta round must end in one).
+    `payload` may be the body already read as JSON (a `$batch` response carries it so)."""
+    doc = payload if type(payload) is dict else load(payload)  # type: ignore[arg-type]
     items: list[T | Removed] = []
     rejected: list[MalformedItem] = []
     append = items.append
@@ -399,12 +403,42 @@ def parse_delta_page(payload: bytes | str, parse_item: Callable[[object], T], ki
     return DeltaPage(tuple(items), next_link, delta_link, tuple(rejected))
 
 
-def parse_event_delta_page(payload: bytes | str) -> DeltaPage[Event]:
+def parse_event_delta_page(payload: bytes | str | dict[str, Any]) -> DeltaPage[Event]:
     return parse_delta_page(payload, parse_event, "event")
 
 
 def parse_message_delta_page(payload: bytes | str) -> DeltaPage[Message]:
     return parse_delta_page(payload, parse_message, "message")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """One response of a `$batch`: its status, headers (names lower-cased) and body (the JSON
+    object, or None)."""
+
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+
+def parse_batch_answers(payload: bytes | str) -> dict[str, BatchAnswer]:
+    """A `$batch` response's answers by request id (Graph may return them in any order)."""
+    doc = load(payload)
+    answers: dict[str, BatchAnswer] = {}
+    responses = doc.get("responses")
+    if type(responses) is not list:
+        raise MalformedResponse("a $batch response has no responses array")
+    for raw in responses:
+        if type(raw) is not dict or type(raw.get("id")) is not str or type(raw.get("status")) is not int:
+            raise MalformedResponse("a $batch response has an answer without an id or a status")
+        headers = raw.get("headers")
+        body = raw.get("body")
+        answers[raw["id"]] = BatchAnswer(
+            raw["status"],
+            {str(k).lower(): str(v) for k, v in headers.items()} if type(headers) is dict else {},
+            body if type(body) is dict else None,
+        )
+    return answers
 
 
 def parse_collection(

@@ -27,10 +27,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from core.graph.errors import GraphError
 from core.graph.model import (
     Attachment,
     Calendar,
     DeltaPage,
+    DeltaStart,
     Event,
     EventChanges,
     EventDraft,
@@ -75,6 +77,14 @@ class GraphGateway(Protocol):
         single event (never series masters). With one: only what changed since, deletions and
         events that left the window as `Removed`; `start`/`end` are then carried by the link.
         Raises `SyncStateExpired` when the link is no longer valid."""
+        ...
+
+    async def first_delta_pages(self, starts: Sequence[DeltaStart]) -> list[DeltaPage[Event] | GraphError]:
+        """The first page of several calendars' incremental rounds, read together (Graph's
+        JSON batching: up to 20 per call, each request throttled on its own, at most one per
+        mailbox per call). Per start, in order, its page or the error its own answer was (the
+        caller then reads that calendar alone, as `calendar_delta` would, retries included).
+        A page with `next_link` continues with `calendar_delta(delta_link=page.next_link)`."""
         ...
 
     async def calendar_view(

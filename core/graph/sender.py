@@ -34,7 +34,8 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -158,12 +159,28 @@ class GraphSender:
         limiter: MailboxLimiter,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        connections: int = 100,
     ) -> None:
         self._adapter = cast(_AdapterLike, adapter)
         self._http = http
         self._limiter = limiter
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        # No more requests on the wire than the client keeps connections: a request queued
+        # inside httpcore's pool costs a scan of every queued request and connection each
+        # time one finishes (quadratic in a burst); waiting here costs nothing.
+        self._wire = asyncio.Semaphore(connections)
+
+    @asynccontextmanager
+    async def _held(self, mailboxes: Sequence[str]) -> AsyncIterator[None]:
+        """A slot of each mailbox (Exchange's limit; in key order, so two holders of several
+        never wait on each other), then a connection's."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in sorted({self._limiter.key(m) for m in mailboxes}):
+                await stack.enter_async_context(self._limiter.slot(key))
+            await stack.enter_async_context(self._wire)
+            yield
 
     @property
     def base_url(self) -> str:
@@ -203,13 +220,16 @@ class GraphSender:
 
     # --- sending -------------------------------------------------------------------------
 
-    async def send(self, call: Call) -> Reply:
+    async def send(self, call: Call, *, mailboxes: Sequence[str] = ()) -> Reply:
         """Send `call`, retrying within the policy; a 2xx comes back as a `Reply`, anything else
-        as a named `GraphError`."""
+        as a named `GraphError`. A `$batch` names the `mailboxes` its requests go to: it holds
+        a slot of each while it is on the wire, as each of its requests counts against its
+        mailbox (taken in key order, so two batches never wait on each other's slots)."""
+        held = tuple(mailboxes) or (call.mailbox,)
 
         async def once() -> tuple[httpx.Response | None, _Failure | None]:
             info = self._request_info(call)  # fresh per attempt: a fresh token, no stale headers
-            async with self._limiter.slot(call.mailbox):
+            async with self._held(held):
                 try:
                     return await self._adapter.send_primitive_async(info, "bytes", None), None
                 except Exception as exc:  # classified, then raised outside
@@ -247,7 +267,7 @@ class GraphSender:
             attempt += 1
             info = self._request_info(call)
             failure: _Failure | None = None
-            async with self._limiter.slot(call.mailbox):
+            async with self._held((call.mailbox,)):
                 response: httpx.Response | None = None
                 try:
                     self._adapter.set_base_url_for_request_information(info)
@@ -307,7 +327,7 @@ class GraphSender:
         }
 
         async def once() -> tuple[httpx.Response | None, _Failure | None]:
-            async with self._limiter.slot(call.mailbox):
+            async with self._held((call.mailbox,)):
                 try:
                     sent = await self._http.put(
                         url, content=content, headers=headers, extensions=_NO_REDIRECTS
@@ -327,7 +347,7 @@ class GraphSender:
         ignored (an unfinished session expires on its own)."""
         with contextlib.suppress(Exception):  # best effort: the session expires by itself
             url = self._check_upload_url(call)
-            async with self._limiter.slot(call.mailbox):
+            async with self._held((call.mailbox,)):
                 await self._http.delete(url, extensions=_NO_REDIRECTS)
 
     def _check_upload_url(self, call: Call) -> str:

@@ -43,6 +43,7 @@ from core.graph.fake import InMemoryGraph, SeedAttachment
 from core.graph.model import (
     AttachmentKind,
     BodyType,
+    DeltaStart,
     Importance,
     OutgoingAttachment,
     OutgoingMail,
@@ -467,6 +468,43 @@ async def test_an_expired_delta_link_raises_sync_state_expired_and_a_full_round_
         await _round(graph, mailbox, link)
     items, _, _ = await _round(graph, mailbox)
     assert set(_events(items)) == {event_id}
+
+
+async def test_first_delta_pages_read_many_rounds_at_once_each_with_its_own_answer(
+    graph: GraphHarness,
+) -> None:
+    """25 rounds (more than one $batch holds; one mailbox twice), a changed calendar, an
+    expired link and a link stored for another Graph endpoint: each start gets the page its
+    own round would give, or its own error."""
+    mailboxes = [await _mailbox(graph, f"p{i}") for i in range(24)]
+    links = {}
+    for mailbox in mailboxes:
+        await graph.world.outlook_create_event(mailbox, None, _draft("kept"))
+        _, links[mailbox], _ = await _round(graph, mailbox)
+    changed = mailboxes[3]
+    new_id = await graph.world.outlook_create_event(changed, None, _draft("new"))
+    expired = mailboxes[5]
+    await graph.world.expire_delta_links(expired)
+    starts = [DeltaStart(m, links[m], 100) for m in mailboxes]
+    starts.append(DeltaStart(mailboxes[0], links[mailboxes[0]], 100))  # one mailbox twice
+    starts.append(DeltaStart(mailboxes[1], "https://graph.example.org/v1.0/users/x/calendarView/delta", 100))
+    answers = await graph.gateway.first_delta_pages(starts)
+    assert len(answers) == 26
+    for mailbox, answer in zip([*mailboxes, mailboxes[0]], answers, strict=False):
+        if mailbox == expired:
+            assert isinstance(answer, SyncStateExpired)
+            continue
+        assert isinstance(answer, DeltaPage), (mailbox, answer)
+        assert answer.delta_link
+        assert answer.next_link is None
+        assert set(_events(list(answer.items))) == ({new_id} if mailbox == changed else set())
+    assert isinstance(answers[-1], SyncStateExpired)  # another endpoint's link: start a full round
+    # the new links carry on like any delta link
+    page = answers[3]
+    assert isinstance(page, DeltaPage)
+    assert page.delta_link is not None
+    again, _, _ = await _round(graph, changed, page.delta_link)
+    assert again == []
 
 
 async def test_private_and_all_day_events_are_read_as_such(graph: GraphHarness) -> None:
