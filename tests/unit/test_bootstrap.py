@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from core.bootstrap import graph_client_options
+from core.bootstrap import build_container, graph_client_options
 from core.settings import Settings
 from devtools.tls import generate_tls
 
@@ -35,6 +36,17 @@ def test_given_graph_settings_when_wired_then_the_gateway_options_carry_them(tmp
 def test_given_default_settings_when_wired_then_the_gateway_trusts_only_the_public_roots() -> None:
     options = graph_client_options(Settings.from_env(AZURITE))
     assert (options.base_url, options.ca_bundle) == ("https://graph.microsoft.com/v1.0", None)
+
+
+async def test_the_queue_and_blob_clients_retry_within_seconds_not_after_15(tmp_path: Path) -> None:
+    settings = Settings.from_env({**AZURITE, "LOCAL_SECRETS_DIR": str(tmp_path)})
+    container = build_container(settings)
+    try:
+        for client in (container.queues, container.blobs):
+            policy: Any = client._config.retry_policy
+            assert (policy.initial_backoff, policy.increment_base, policy.total_retries) == (1, 3, 3)
+    finally:
+        await container.close()
 
 
 def test_importing_the_function_app_loads_no_graph_sdk() -> None:
