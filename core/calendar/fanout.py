@@ -1,7 +1,11 @@
-"""Fan-out: one sync request per down-linked calendar, for the queue workers to run in parallel.
+"""Fan-out: the down-linked calendars in batches, for the queue workers to run in parallel.
 
-The timer does it for every enabled tenant; `request_resource_sync` does it for one resource
-now (the guides' "Sync calendar" button) and answers with the run id its worker records.
+The timer does it for every enabled tenant: each tenant's calendars, sorted by their sync-state
+key, go out in batches of `BATCH_SIZE`, so a worker reads a batch's states with one range query
+and takes and releases their leases a transaction at a time (per calendar, that would be about
+seven Table calls and three queue calls; the key puts a resource's calendars side by side, so a
+batch also spans few resources). `request_resource_sync` queues one resource now (the
+guides' "Sync calendar" button) and answers with the run id its worker records.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.calendar.requests import SyncQueue, SyncRequest, Target, linked_calendars
+from core.calendar.requests import CalendarRef, SyncQueue, SyncRequest, Target, batches, linked_calendars
 from core.request_errors import ItemNotFound
 from core.runs import Clock, RunHandle, track_run, utc_now
 from core.store import Tables
@@ -25,6 +29,7 @@ from core.store.records import (
     Tenant,
     calendar_scope,
     subscription_target,
+    sync_state_key,
 )
 
 log = logging.getLogger(__name__)
@@ -88,10 +93,10 @@ class Coverage:
 async def fan_out(
     tables: Tables, queue: SyncQueue, *, clock: Clock = utc_now, subscribed_poll: timedelta = timedelta(0)
 ) -> RunHandle:
-    """Queue a sync of every down-linked calendar of every enabled tenant (one system run),
-    but for calendars change notifications cover (`Coverage`, with `subscribed_poll`).
-    Up to `_SENDS` queue sends are in flight across links while the links are still being
-    read; a send that fails fails the run (the timer's next run sends everything again)."""
+    """Queue a sync of every down-linked calendar of every enabled tenant (one system run), in
+    batches, but for calendars change notifications cover (`Coverage`, with `subscribed_poll`).
+    Up to `_SENDS` queue sends are in flight; a send that fails fails the run (the timer's
+    next run sends everything again)."""
     pending: set[asyncio.Task[None]] = set()
 
     async def drain(below: int) -> None:
@@ -108,14 +113,21 @@ async def fan_out(
                     continue
                 run.add("tenants")
                 coverage = await Coverage.of(tables, tenant.tenant_id, clock(), subscribed_poll)
+                refs: dict[str, CalendarRef] = {}
                 async for link in tables.repo(ResourceLink).list(ResourceLink.key(tenant.tenant_id, "-")[0]):
                     for request in timer_requests(link):
                         if coverage.covers(request):
                             run.add("calendars_covered_by_notifications")
                             continue
-                        await drain(_SENDS - 1)
-                        pending.add(asyncio.create_task(queue.send(request)))
-                        run.add("calendars_queued")
+                        assert request.account is not None
+                        assert request.calendar is not None
+                        ref = (request.resource_id, request.account, request.calendar)
+                        refs.setdefault(sync_state_key(*ref), ref)
+                for batch in batches(tenant.tenant_id, [refs[scope] for scope in sorted(refs)]):
+                    await drain(_SENDS - 1)
+                    pending.add(asyncio.create_task(queue.send(batch)))
+                    run.add("batches_queued")
+                    run.add("calendars_queued", len(batch.calendars))
             await drain(0)
         finally:
             for task in pending:

@@ -15,6 +15,11 @@ For each down-linked calendar the request covers, a worker:
    window, forgotten);
 5. releases the lease, running again first if someone asked meanwhile.
 
+A `SyncBatch` (the timer's) runs its calendars the same way, side by side, with the state rows
+read by one range query and the leases taken and released by one Table transaction each; when
+a row changed meanwhile (a notification asked for a rerun), the batch falls back to the
+one-calendar path for that step.
+
 A read that fails never deletes anything: reconciliation needs a complete full round, and a
 failed round stores nothing, so the next run starts from the same delta link (the planner's
 fingerprints make the repeated part a no-op). A page with items that cannot be parsed is
@@ -24,9 +29,10 @@ applied, but the link is not advanced and the run fails, naming them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -43,11 +49,12 @@ from core.calendar.planner import (
     plan_items,
     plan_reconcile,
 )
-from core.calendar.requests import SyncQueue, SyncRequest, Target, select_targets
+from core.calendar.requests import CalendarRef, SyncBatch, SyncQueue, SyncRequest, Target, select_targets
 from core.calendar.window import WindowPolicy
+from core.errors import AlreadyExists, Reportable, StaleEtag, StoreUnavailable, describe
 from core.errors import NotFound as NotFoundRow
-from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
 from core.graph.errors import (
+    GraphError,
     GraphUnavailable,
     MalformedItem,
     MalformedResponse,
@@ -55,7 +62,7 @@ from core.graph.errors import (
     SyncStateExpired,
     Throttled,
 )
-from core.graph.model import Calendar, DeltaPage, Event
+from core.graph.model import Calendar, DeltaPage, DeltaStart, Event
 from core.graph.port import DEFAULT_DELTA_PAGE_SIZE, GraphGateway
 from core.graph_access import GraphProvider
 from core.host import Emission
@@ -72,7 +79,10 @@ from core.store.records import (
     ResourceLink,
     SyncStatus,
     Tenant,
+    calendar_scope,
+    sync_state_key,
 )
+from core.store.table import MAX_TRANSACTION
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +115,11 @@ class UnreadableItems(Reportable):
 class CalendarSyncFailed(Reportable):
     """One or more calendars of a request failed. `retryable` when a queue retry may help."""
 
-    def __init__(self, failures: list[tuple[Target, BaseException]]) -> None:
+    def __init__(
+        self, failures: list[tuple[Target, BaseException]], refs: list[CalendarRef] | None = None
+    ) -> None:
         self.failures = failures
+        self.refs = refs or []  # the failed calendars, as (resource id, account, calendar)
         self.retryable = any(
             isinstance(exc, TRANSIENT) or not isinstance(exc, Reportable) for _, exc in failures
         )
@@ -140,7 +153,7 @@ class CalendarSync:
         self._map = tables.repo(EventMapEntry)
         self._tx = tables.repo(EventTransaction)
 
-    async def run(self, request: SyncRequest) -> RunHandle | None:
+    async def run(self, request: SyncRequest | SyncBatch) -> RunHandle | None:
         """Sync what `request` covers, recorded as one run in the tenant's history. Returns
         None (and records nothing) for a tenant that no longer exists or is disabled. Raises
         `CalendarSyncFailed` when a calendar failed, after every other one was synced."""
@@ -154,19 +167,30 @@ class CalendarSync:
         async with track_run(
             self._tables.runs(), FUNCTION, scope=tenant.tenant_id, run_id=request.run_id, clock=self._clock
         ) as run:
-            link = await self._tables.repo(ResourceLink).get(
-                *ResourceLink.key(tenant.tenant_id, request.resource_id)
-            )
-            if link is None:
-                run.add("resource_not_linked")
-                return run
-            targets, skipped = select_targets(link, request)
-            if skipped:
-                run.add("calendars_skipped_not_down", skipped)
-            results = await asyncio.gather(
-                *(self._sync(tenant, link, target, run) for target in targets), return_exceptions=True
-            )
-            failures = [(t, r) for t, r in zip(targets, results, strict=True) if isinstance(r, BaseException)]
+            if isinstance(request, SyncBatch):
+                targets = await self._batch_targets(tenant, request, run)
+                results = await self._sync_many(tenant, targets, run)
+            else:
+                link = await self._tables.repo(ResourceLink).get(
+                    *ResourceLink.key(tenant.tenant_id, request.resource_id)
+                )
+                if link is None:
+                    run.add("resource_not_linked")
+                    return run
+                chosen, skipped = select_targets(link, request)
+                if skipped:
+                    run.add("calendars_skipped_not_down", skipped)
+                targets = [(link, target) for target in chosen]
+                results = await asyncio.gather(
+                    *(self._sync(tenant, link, target, run) for link, target in targets),
+                    return_exceptions=True,
+                )
+            failed = [
+                (link, t, r)
+                for (link, t), r in zip(targets, results, strict=True)
+                if isinstance(r, BaseException)
+            ]
+            failures = [(t, r) for _, t, r in failed]
             for target, exc in failures:
                 if not isinstance(exc, Exception):
                     raise exc  # cancellation and the like are not a calendar's failure
@@ -174,13 +198,162 @@ class CalendarSync:
             run.add("calendars_synced", len(targets) - len(failures))
             if failures:
                 run.add("calendars_failed", len(failures))
-                raise CalendarSyncFailed(failures)
+                refs = [(link.resource_id, t.account.account, t.calendar) for link, t, _ in failed]
+                raise CalendarSyncFailed(failures, refs)
         return run
+
+    # --- a batch of calendars --------------------------------------------------------------------
+
+    async def _batch_targets(
+        self, tenant: Tenant, batch: SyncBatch, run: RunHandle
+    ) -> list[tuple[ResourceLink, Target]]:
+        """The batch's calendars that are still linked down, with their links (read once each)."""
+        resources = list(dict.fromkeys(resource for resource, _, _ in batch.calendars))
+        repo = self._tables.repo(ResourceLink)
+        found = await asyncio.gather(*(repo.get(*ResourceLink.key(tenant.tenant_id, r)) for r in resources))
+        links = {r: link for r, link in zip(resources, found, strict=True) if link is not None}
+        targets: list[tuple[ResourceLink, Target]] = []
+        seen: set[str] = set()
+        for resource, account, calendar in batch.calendars:
+            link = links.get(resource)
+            if link is None:
+                run.add("resource_not_linked")
+                continue
+            chosen, skipped = select_targets(link, SyncRequest(tenant.tenant_id, resource, account, calendar))
+            if skipped:
+                run.add("calendars_skipped_not_down", skipped)
+            elif not chosen:
+                run.add("calendars_not_linked")
+            for target in chosen:
+                scope = sync_state_key(resource, target.account.account, target.calendar)
+                if scope not in seen:  # a calendar named twice is synced once
+                    seen.add(scope)
+                    targets.append((link, target))
+        return targets
+
+    async def _sync_many(
+        self, tenant: Tenant, targets: list[tuple[ResourceLink, Target]], run: RunHandle
+    ) -> list[BaseException | None]:
+        """Each target's outcome (None: synced), as `_sync` would have it, with the state rows
+        read by one query and the leases taken and released in transactions."""
+        contexts = [self._context(tenant, link, target) for link, target in targets]
+        owner = uuid.uuid4().hex
+        held = await self._acquire_many(tenant.tenant_id, contexts, owner)
+        if held is None:  # the rows changed while they were read: one calendar at a time
+            one_by_one = await asyncio.gather(
+                *(self._sync(tenant, link, target, run) for link, target in targets), return_exceptions=True
+            )
+            return [r if isinstance(r, BaseException) else None for r in one_by_one]
+        run.add("calendars_coalesced", sum(1 for state in held if state is None))
+        leased = [(i, ctx, state) for i, (ctx, state) in enumerate(zip(contexts, held, strict=True)) if state]
+        try:
+            first = await self._first_pages(tenant, leased)
+        except GraphError:  # no token, say: each calendar meets it alone and records it
+            first = {}
+        outcomes = await asyncio.gather(
+            *(self._round(tenant, ctx, state, run, first.get(i)) for i, ctx, state in leased),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+        finished = await self._release_many(owner, [(ctx, state) for _, ctx, state in leased], outcomes)
+        results: list[BaseException | None] = [None] * len(contexts)
+        late: list[tuple[int, Awaitable[None]]] = []
+        for (i, ctx, state), outcome, done in zip(leased, outcomes, finished, strict=True):
+            if done:
+                results[i] = outcome if isinstance(outcome, BaseException) else None
+            else:
+                late.append((i, self._finish(tenant, ctx, owner, state, outcome, run)))
+        ended = await asyncio.gather(*(job for _, job in late), return_exceptions=True)
+        for (i, _), end in zip(late, ended, strict=True):
+            results[i] = end if isinstance(end, BaseException) else None
+        return results
+
+    async def _acquire_many(
+        self, tenant_id: str, contexts: list[CalendarContext], owner: str
+    ) -> list[CalendarSyncState | None] | None:
+        """Take each calendar's lease: the rows come from one range query (a batch's keys are
+        contiguous) and are written in one transaction. Per context, the leased state or None
+        (another worker holds it and was asked for one more round); None for all when a row
+        changed between the read and the write (the caller goes one calendar at a time)."""
+        if not contexts:
+            return []
+        if len(contexts) > MAX_TRANSACTION:
+            raise ValueError(f"a batch holds at most {MAX_TRANSACTION} calendars")
+        keys = [_state_key(ctx)[1] for ctx in contexts]
+        partition = _state_key(contexts[0])[0]
+        wanted = set(keys)
+        rows = {
+            state.row_key: state
+            async for state in self._states.list(
+                partition, row_key_from=min(keys), row_key_to=max(keys) + "~"
+            )
+            if state.row_key in wanted
+        }
+        now = self._clock()
+        writes: list[CalendarSyncState] = []
+        held: list[CalendarSyncState | None] = []
+        for ctx, key in zip(contexts, keys, strict=True):
+            current = rows.get(key)
+            state, leased = claim(current, functools.partial(_new_state, ctx), owner, now, self._lease)
+            if current is None or state.model_dump() != current.model_dump():
+                writes.append(state)
+            held.append(state if leased else None)
+        try:
+            saved = {state.row_key: state for state in await self._states.save_many(writes)}
+        except (StaleEtag, NotFoundRow, AlreadyExists):
+            return None  # all or nothing: no lease was taken
+        return [saved.get(key, state) if state else None for key, state in zip(keys, held, strict=True)]
+
+    async def _release_many(
+        self,
+        owner: str,
+        leased: list[tuple[CalendarContext, CalendarSyncState]],
+        outcomes: list[dict[str, Any] | BaseException],
+    ) -> list[bool]:
+        """Store each round's progress (or failure) and let go, a transaction at a time, with the
+        etags the leases were taken with, in one transaction. Per calendar, whether that is done:
+        the transaction fails as a whole when one of its rows changed (someone asked for a
+        rerun), and the calendars are then finished one at a time by the caller."""
+        now = self._clock()
+        rows = [
+            state.model_copy(
+                update=_failed_updates(state, outcome)
+                if isinstance(outcome, BaseException)
+                else _done_updates(outcome, now, again=False, current=state)
+            )
+            for (_, state), outcome in zip(leased, outcomes, strict=True)
+        ]
+        try:
+            await self._states.save_many(rows)
+        except (StaleEtag, NotFoundRow):
+            return [False] * len(rows)
+        return [True] * len(rows)
+
+    async def _finish(
+        self,
+        tenant: Tenant,
+        ctx: CalendarContext,
+        owner: str,
+        state: CalendarSyncState,
+        outcome: dict[str, Any] | BaseException,
+        run: RunHandle,
+    ) -> None:
+        """Release one calendar of a batch whose transaction failed, as `_sync` does, running
+        the extra rounds asked for meanwhile."""
+        if isinstance(outcome, BaseException):
+            await self._release_failed(ctx, owner, outcome)
+            raise outcome
+        again = await self._release(ctx, owner, outcome, state, allow_again=True)
+        if again is not None:
+            await self._rounds(tenant, ctx, owner, again, run, done=1)
 
     # --- one calendar --------------------------------------------------------------------------
 
-    async def _sync(self, tenant: Tenant, link: ResourceLink, target: Target, run: RunHandle) -> None:
-        ctx = CalendarContext(
+    @staticmethod
+    def _context(tenant: Tenant, link: ResourceLink, target: Target) -> CalendarContext:
+        return CalendarContext(
             tenant_id=tenant.tenant_id,
             resource_id=link.resource_id,
             account=target.account.account,
@@ -189,12 +362,29 @@ class CalendarSync:
             time_zone=tenant.time_zone,
             writable=target.account.direction.uploads and target.account.scope is CalendarScope.READ_WRITE,
         )
+
+    async def _sync(self, tenant: Tenant, link: ResourceLink, target: Target, run: RunHandle) -> None:
+        ctx = self._context(tenant, link, target)
         owner = uuid.uuid4().hex
         state = await self._acquire(ctx, owner)
         if state is None:
             run.add("calendars_coalesced")
             return
-        rounds = 0
+        await self._rounds(tenant, ctx, owner, state, run)
+
+    async def _rounds(
+        self,
+        tenant: Tenant,
+        ctx: CalendarContext,
+        owner: str,
+        state: CalendarSyncState,
+        run: RunHandle,
+        *,
+        done: int = 0,
+    ) -> None:
+        """Run rounds under the held lease until no one asks for another (at most
+        `EXTRA_ROUNDS` more than the first), releasing it after each."""
+        rounds = done
         while True:
             rounds += 1
             try:
@@ -207,10 +397,45 @@ class CalendarSync:
                 return
             state = again
 
+    def _incremental_start(self, ctx: CalendarContext, state: CalendarSyncState) -> DeltaStart | None:
+        """Where the round will start when it is certain to be incremental without a Graph
+        call first (its stored link still covers the window, its calendar id is known)."""
+        known_id = state.calendar_id is not None or ctx.calendar.casefold() == DEFAULT_CALENDAR
+        if (
+            state.delta_link
+            and known_id
+            and self._policy.covers(state.window_start, state.window_end, self._clock())
+        ):
+            return DeltaStart(ctx.account, state.delta_link, self._page_size)
+        return None
+
+    async def _first_pages(
+        self, tenant: Tenant, leased: list[tuple[int, CalendarContext, CalendarSyncState]]
+    ) -> dict[int, DeltaPage[Event] | SyncStateExpired]:
+        """The first delta page of each incremental round of a batch, read with Graph's JSON
+        batching (20 per call instead of one call each). A calendar whose answer was an error
+        reads its round alone, as it would have (a 410 goes straight to a full round)."""
+        starts = [(i, start) for i, ctx, state in leased if (start := self._incremental_start(ctx, state))]
+        if len(starts) < 2:
+            return {}
+        gateway = await self._graphs.gateway(tenant)
+        pages = await gateway.first_delta_pages([start for _, start in starts])
+        return {
+            i: page
+            for (i, _), page in zip(starts, pages, strict=True)
+            if isinstance(page, DeltaPage | SyncStateExpired)
+        }
+
     async def _round(
-        self, tenant: Tenant, ctx: CalendarContext, state: CalendarSyncState, run: RunHandle
+        self,
+        tenant: Tenant,
+        ctx: CalendarContext,
+        state: CalendarSyncState,
+        run: RunHandle,
+        first: DeltaPage[Event] | SyncStateExpired | None = None,
     ) -> dict[str, Any]:
-        """One round; returns what it changes on the sync state."""
+        """One round; returns what it changes on the sync state. `first`: the incremental
+        round's first page, read already (or the 410 it got)."""
         gateway = await self._graphs.gateway(tenant)
         now = self._clock()
         calendar_id = await self._calendar_id(gateway, ctx, state)
@@ -221,7 +446,9 @@ class CalendarSync:
             and self._policy.covers(state.window_start, state.window_end, now)
         ):
             try:
-                progress["delta_link"] = await self._incremental(gateway, ctx, calendar_id, state, run)
+                if isinstance(first, SyncStateExpired):
+                    raise first
+                progress["delta_link"] = await self._incremental(gateway, ctx, calendar_id, state, run, first)
                 return progress
             except SyncStateExpired:
                 run.add("delta_state_expired")
@@ -258,21 +485,34 @@ class CalendarSync:
         calendar_id: str | None,
         state: CalendarSyncState,
         run: RunHandle,
+        first: DeltaPage[Event] | None = None,
     ) -> str:
         # covers() checked both
         assert state.window_start is not None
         assert state.window_end is not None
         rejected: list[MalformedItem] = []
         delta_link = ""
-        pages = gateway.calendar_delta(
-            ctx.account,
-            calendar_id,
-            start=state.window_start,
-            end=state.window_end,
-            delta_link=state.delta_link,
-            page_size=self._page_size,
-        )
-        async for page in pages:
+
+        async def pages() -> AsyncIterator[DeltaPage[Event]]:
+            link = state.delta_link
+            if first is not None:
+                yield first
+                if first.next_link is None:
+                    return
+                link = first.next_link
+            assert state.window_start is not None
+            assert state.window_end is not None
+            async for page in gateway.calendar_delta(
+                ctx.account,
+                calendar_id,
+                start=state.window_start,
+                end=state.window_end,
+                delta_link=link,
+                page_size=self._page_size,
+            ):
+                yield page
+
+        async for page in pages():
             run.add("pages")
             rejected += page.rejected
             known = await self._lookup(ctx, {item.id for item in page.items})
@@ -292,7 +532,7 @@ class CalendarSync:
         run: RunHandle,
     ) -> str:
         run.add("full_rounds")
-        scope = CalendarSyncState.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar)[1]
+        scope = calendar_scope(ctx.resource_id, ctx.account, ctx.calendar)
         low, high = EventMapEntry.calendar_range(scope)
         known = {
             entry.event_id: entry
@@ -455,17 +695,9 @@ class CalendarSync:
                 )
                 return None
             again = current.rerun_requested and allow_again
-            updates = {
-                **progress,
-                "status": SyncStatus.RUNNING if again else SyncStatus.OK,
-                "error": None,
-                "consecutive_failures": 0,
-                "last_success_at": now,
-                "rerun_requested": False,
-                "lease_owner": owner if again else None,
-                "lease_until": now + self._lease if again else None,
-                "last_run_at": now if again else current.last_run_at,
-            }
+            updates = _done_updates(progress, now, again=again, current=current)
+            if again:
+                updates |= {"lease_owner": owner, "lease_until": now + self._lease}
             try:
                 saved = await self._states.save(current.model_copy(update=updates))
             except (StaleEtag, NotFoundRow):
@@ -480,23 +712,51 @@ class CalendarSync:
                 current = await self._states.get(*_state_key(ctx))
                 if current is None or current.lease_owner != owner:
                     return
-                updates: dict[str, Any] = {
-                    "status": SyncStatus.FAILED,
-                    "error": describe(exc),
-                    "consecutive_failures": current.consecutive_failures + 1,
-                    "lease_owner": None,
-                    "lease_until": None,
-                }
-                if isinstance(exc, NotFound | CalendarNotFound):
-                    updates["calendar_id"] = None  # resolve the calendar's name again next time
                 try:
-                    await self._states.save(current.model_copy(update=updates))
+                    await self._states.save(current.model_copy(update=_failed_updates(current, exc)))
                     return
                 except StaleEtag:
                     continue
         except Exception:
             # The sync's own error is what the caller must see; the lease expires by itself.
             log.exception("could not record the calendar's failure")
+
+
+def _new_state(ctx: CalendarContext) -> CalendarSyncState:
+    return CalendarSyncState(
+        tenant_id=ctx.tenant_id, resource_id=ctx.resource_id, account=ctx.account, calendar=ctx.calendar
+    )
+
+
+def _done_updates(
+    progress: dict[str, Any], now: datetime, *, again: bool, current: CalendarSyncState
+) -> dict[str, Any]:
+    """A successful round's changes to the state row; the lease let go unless `again`."""
+    return {
+        **progress,
+        "status": SyncStatus.RUNNING if again else SyncStatus.OK,
+        "error": None,
+        "consecutive_failures": 0,
+        "last_success_at": now,
+        "rerun_requested": False,
+        "lease_owner": None,
+        "lease_until": None,
+        "last_run_at": now if again else current.last_run_at,
+    }
+
+
+def _failed_updates(current: CalendarSyncState, exc: BaseException) -> dict[str, Any]:
+    """A failed round's changes: the error recorded, the lease let go, the link where it was."""
+    updates: dict[str, Any] = {
+        "status": SyncStatus.FAILED,
+        "error": describe(exc),
+        "consecutive_failures": current.consecutive_failures + 1,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    if isinstance(exc, NotFound | CalendarNotFound):
+        updates["calendar_id"] = None  # resolve the calendar's name again next time
+    return updates
 
 
 async def find_calendar_id(gateway: GraphGateway, account: str, name: str) -> str | None:
@@ -587,14 +847,31 @@ QUEUE_RETRY_SECONDS = 10.0
 MAX_ATTEMPTS = 5
 
 
-async def run_queued(sync: CalendarSync, queue: SyncQueue, request: SyncRequest) -> None:
+async def run_queued(sync: CalendarSync, queue: SyncQueue, request: SyncRequest | SyncBatch) -> None:
     """Run a request from the `calendar-sync` queue. Returns when the message is done: synced,
     failed for a reason only a person can fix (the run says which), or re-queued to honour a
-    Retry-After longer than the queue's own retry. Raises when the queue should retry it."""
+    Retry-After longer than the queue's own retry. Raises when the queue should retry it. A
+    batch whose calendars failed for a reason a retry may fix queues each of them as a request
+    of its own (the others are done: a retry of the whole batch would read them again), and
+    those follow the rules above."""
     try:
         await sync.run(request)
     except CalendarSyncFailed as failed:
         if not failed.retryable:
+            return
+        if isinstance(request, SyncBatch):
+            retry = [
+                ref
+                for ref, (_, exc) in zip(failed.refs, failed.failures, strict=True)
+                if isinstance(exc, TRANSIENT) or not isinstance(exc, Reportable)
+            ]
+            delay = max(failed.retry_after, QUEUE_RETRY_SECONDS)
+            for ref in retry:
+                await queue.send(request.single(ref), delay=delay)
+            log.info(
+                "calendars of a batch re-queued one by one",
+                extra={"calendars": len(retry), "delay_seconds": delay},
+            )
             return
         if failed.retry_after > QUEUE_RETRY_SECONDS and request.attempt + 1 < MAX_ATTEMPTS:
             await queue.send(request.retry(), delay=failed.retry_after)

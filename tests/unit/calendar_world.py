@@ -104,9 +104,11 @@ class CalendarWorld:
         values = {"tenant_id": TENANT, "resource_id": RESOURCE, **request}
         return await self.sync().run(SyncRequest(**values))
 
-    def create(self, subject: str, start: datetime, hours: float = 1, **kw: Any) -> Event:
+    def create(
+        self, subject: str, start: datetime, hours: float = 1, *, mailbox: str = ADELE, **kw: Any
+    ) -> Event:
         draft = EventDraft(subject=subject, start=start, end=start + timedelta(hours=hours), **kw)
-        return self.graph.outlook_create_event(kw.pop("mailbox", ADELE), None, draft)
+        return self.graph.outlook_create_event(mailbox, None, draft)
 
     async def events(self) -> list[dict[str, Any]]:
         """The tenant's outbox, in order, as (type, data) envelopes."""

@@ -13,7 +13,7 @@ import pytest
 
 from core.calendar.cleanup import forget_unlinked_calendars
 from core.calendar.fanout import fan_out, request_resource_sync
-from core.calendar.requests import InMemorySyncQueue, SyncRequest
+from core.calendar.requests import InMemorySyncQueue, SyncBatch, SyncRequest
 from core.calendar.sync import MAX_ATTEMPTS, CalendarSyncFailed, run_queued
 from core.errors import StoreUnavailable
 from core.graph.errors import ConsentMissing, GraphUnavailable, MalformedItem, SyncStateExpired, Throttled
@@ -21,6 +21,7 @@ from core.graph.model import DeltaPage, Event, EventChanges, EventDraft, Sensiti
 from core.graph.port import GraphGateway
 from core.housekeeping import housekeeping
 from core.request_errors import ItemNotFound
+from core.store import codec
 from core.store.records import (
     DEFAULT_CALENDAR,
     CalendarSyncState,
@@ -422,12 +423,15 @@ async def test_given_links_then_the_timer_queues_one_request_per_down_calendar(w
     await world.tables.repo(Tenant).insert(Tenant(tenant_id="off", enabled=False))
     queue = InMemorySyncQueue()
     run = await fan_out(world.tables, queue, clock=world.clock)
-    assert sorted((r.resource_id, r.account, r.calendar) for r in queue.sent) == [
+    [batch] = queue.sent
+    assert isinstance(batch, SyncBatch)
+    assert batch.tenant_id == TENANT
+    assert sorted(batch.calendars) == [
         (RESOURCE, ADELE, "default"),
         ("room-5", ADELE, "Board"),
         ("room-5", ADELE, "default"),
     ]
-    assert run.counts == {"tenants": 1, "calendars_queued": 3}
+    assert run.counts == {"tenants": 1, "calendars_queued": 3, "batches_queued": 1}
     manual = await request_resource_sync(world.tables, queue, TENANT, "room-5")
     assert queue.sent[-1] == SyncRequest(TENANT, "room-5", run_id=manual.run_id, reason="manual")
     assert manual.skipped == [{"account": GRADY, "calendar": "default", "reason": "direction is up"}]
@@ -465,11 +469,19 @@ async def test_given_healthy_subscriptions_then_the_timer_leaves_recently_synced
         )
     queue = InMemorySyncQueue()
     run = await fan_out(world.tables, queue, clock=world.clock, subscribed_poll=timedelta(hours=6))
-    assert sorted(r.calendar or "" for r in queue.sent) == ["Board", "Leave"]
-    assert run.counts == {"tenants": 1, "calendars_queued": 2, "calendars_covered_by_notifications": 1}
+    assert sorted(c for b in queue.sent if isinstance(b, SyncBatch) for _, _, c in b.calendars) == [
+        "Board",
+        "Leave",
+    ]
+    assert run.counts == {
+        "tenants": 1,
+        "calendars_queued": 2,
+        "batches_queued": 1,
+        "calendars_covered_by_notifications": 1,
+    }
     everything = InMemorySyncQueue()
     await fan_out(world.tables, everything, clock=world.clock)
-    assert len(everything.sent) == 3
+    assert [len(b.calendars) for b in everything.sent if isinstance(b, SyncBatch)] == [3]
 
 
 def test_given_queue_messages_then_requests_round_trip_and_garbage_is_refused():
@@ -504,6 +516,23 @@ async def test_given_an_unlinked_calendar_then_housekeeping_forgets_its_state_bu
     states = [s async for s in world.tables.repo(CalendarSyncState).list(TENANT)]
     assert [s.account for s in states] == [GRADY]
     assert await forget_unlinked_calendars(world.tables, TENANT, world.clock()) == 0
+
+
+async def test_a_sync_state_stored_under_an_earlier_key_is_forgotten_and_its_map_kept(world: CalendarWorld):
+    """Sync states were keyed by the calendar's scope alone before the timer's batches put the
+    resource first: such a row is removed (its calendar resyncs under the current key, and the
+    event map, keyed by scope, still knows every event, so the host hears nothing again)."""
+    world.create("Visit", T0 + timedelta(days=1))
+    await world.run()
+    [state] = [s async for s in world.tables.repo(CalendarSyncState).list(TENANT)]
+    store = world.tables.store(CalendarSyncState)
+    await store.insert(state.partition_key, state.scope, codec.encode(state))  # the old layout
+    assert await forget_unlinked_calendars(world.tables, TENANT, world.clock()) == 1
+    assert [row.row_key async for row in store.query(state.partition_key)] == [state.row_key]
+    assert len(await world.map_entries()) == 1
+    before = len(await world.events())
+    await world.run()
+    assert len(await world.events()) == before
 
 
 def _failing_on_page(world: CalendarWorld, page_number: int, error: Exception, times: int = 1) -> None:
@@ -547,7 +576,7 @@ async def test_given_a_long_retry_after_then_the_request_is_requeued_with_that_d
     delays: list[float] = []
     real_send = queue.send
 
-    async def send(request: SyncRequest, *, delay: float = 0.0) -> None:
+    async def send(request: SyncRequest | SyncBatch, *, delay: float = 0.0) -> None:
         delays.append(delay)
         await real_send(request, delay=delay)
 

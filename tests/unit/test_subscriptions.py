@@ -264,7 +264,11 @@ async def test_a_linked_calendar_and_an_import_get_subscriptions_with_only_a_has
             == f"https://bridge.example/api/v1/graph/notifications?tenantId=acme&target={row.target}"
         )
     # each new subscription is followed by a catch-up: the new calendars sync, the import runs, now
-    assert sorted(r.calendar or "" for r in world.sync_queue.sent) == ["Ferie", "default"]
+    assert all(isinstance(r, SyncRequest) for r in world.sync_queue.sent)
+    assert sorted(getattr(r, "calendar", "") or "" for r in world.sync_queue.sent) == [
+        "Ferie",
+        "default",
+    ]
     assert world.import_queue.sent == [ImportRequest("acme", "invoices", reason="notification")]
     assert await world.manager.reconcile(world.tenant) is None  # nothing to do, no run recorded
 
