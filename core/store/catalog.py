@@ -8,6 +8,7 @@ Creating clients does no I/O; `create_tables()` does, and is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -76,9 +77,14 @@ class Tables:
         return self.repo(Counter)
 
     async def create_tables(self) -> None:
-        """Create every table that does not exist yet (safe to run on every start)."""
-        for store in self._stores.values():
-            await store.create_if_missing()
+        """Create every table that does not exist yet (safe to run on every start). All at once:
+        one after another, a cold start waited for ~20 round trips (TARGETS P4)."""
+        outcomes = await asyncio.gather(
+            *(store.create_if_missing() for store in self._stores.values()), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def close(self) -> None:
         if self._close is not None:
