@@ -8,20 +8,17 @@ misconfigured app still starts and answers with a clear problem naming the bad s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
-from core.booking.queue import AzureReservationQueue
-from core.booking.worker import ReservationWorker
 from core.calendar.push import AppointmentPush
 from core.calendar.push_queue import AzurePushQueue
-from core.calendar.requests import AzureSyncQueue
-from core.calendar.sync import CalendarSync
 from core.calendar.window import WindowPolicy
 from core.delegated import ConnectService, TokenEndpoint
 
@@ -40,27 +37,32 @@ from core.host import (
     Outbox,
     WebhookSender,
 )
-from core.mail.importer import AzureImportQueue, MailImporter
-from core.mail.outgoing import SEND_QUEUE, AzureSendQueue, OutgoingService
-from core.mail.send_worker import MailSendWorker
-from core.mail.staging import AzureDocumentStore
 from core.observability import configure_logging
-from core.presence.monitor import AzurePresenceQueue, PresenceMonitor
 from core.queues import TextQueue
 from core.runs import Clock, utc_now
 from core.secrets import CachedSecretStore, build_secret_store
 from core.settings import LogFormat, Settings, StorageSettings
 from core.store import Tables, open_tables
 from core.store.records import Tenant
-from core.subscriptions import (
-    AzureSubscriptionQueue,
-    NotificationConfig,
-    SubscriptionManager,
-    request_reconcile,
-)
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.storage.blob.aio import BlobServiceClient
+
+    from core.booking.queue import AzureReservationQueue
+    from core.booking.worker import ReservationWorker
+    from core.calendar.requests import AzureSyncQueue
+    from core.calendar.sync import CalendarSync
+    from core.mail.importer import AzureImportQueue, MailImporter
+    from core.mail.outgoing import AzureSendQueue, OutgoingService
+    from core.mail.send_worker import MailSendWorker
+    from core.mail.staging import AzureDocumentStore
+    from core.presence.monitor import AzurePresenceQueue, PresenceMonitor
+    from core.subscriptions import (
+        AzureSubscriptionQueue,
+        NotificationConfig,
+        SubscriptionManager,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,9 @@ class Container:
     tables: Tables
     secrets: CachedSecretStore
     queues: QueueServiceClient
-    blobs: BlobServiceClient
+    # Built on first use: only staged documents need Blob Storage, and azure-storage-blob costs
+    # ~150 ms of a cold start to import (TARGETS P4).
+    blob_service: Callable[[], BlobServiceClient]
     graph_options: GraphClientOptions = field(default_factory=GraphClientOptions)
     # One per process: Exchange allows 4 concurrent requests per app and mailbox, and the
     # process may hold several gateways for a tenant at once (concurrent invocations), so every
@@ -81,8 +85,15 @@ class Container:
     # The host webhook client: one HTTP session per process (its connections are reused).
     webhooks: WebhookSender = field(default_factory=AiohttpWebhookSender)
     _graphs: TenantGraphs | None = field(default=None, init=False, repr=False)
+    _blobs: BlobServiceClient | None = field(default=None, init=False, repr=False)
     _prepared: bool = field(default=False, init=False, repr=False)
     _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+
+    @property
+    def blobs(self) -> BlobServiceClient:
+        if self._blobs is None:
+            self._blobs = self.blob_service()
+        return self._blobs
 
     async def prepare(self) -> None:
         """Create the state tables once per process (idempotent; in Azure they exist already and
@@ -152,10 +163,14 @@ class Container:
 
     def sync_queue(self) -> AzureSyncQueue:
         """Calendar sync requests for the `calendar-sync` queue trigger."""
+        from core.calendar.requests import AzureSyncQueue
+
         return AzureSyncQueue(self.queues)
 
     def calendar_sync(self) -> CalendarSync:
         """Runs calendar sync requests (the `calendar-sync` queue trigger)."""
+        from core.calendar.sync import CalendarSync
+
         policy = WindowPolicy(
             self.settings.calendar_days_back,
             self.settings.calendar_days_ahead,
@@ -174,14 +189,20 @@ class Container:
 
     def documents(self) -> AzureDocumentStore:
         """Staged documents (Blob Storage) with their download URLs."""
+        from core.mail.staging import AzureDocumentStore
+
         return AzureDocumentStore(self.blobs)
 
     def import_queue(self) -> AzureImportQueue:
         """Mail import requests for the `mail-import` queue trigger."""
+        from core.mail.importer import AzureImportQueue
+
         return AzureImportQueue(self.queues)
 
     def mail_importer(self) -> MailImporter:
         """Runs mail imports (the `mail-import` queue trigger)."""
+        from core.mail.importer import MailImporter
+
         return MailImporter(
             self.tables,
             self.outbox(),
@@ -194,15 +215,21 @@ class Container:
 
     def send_queue(self) -> AzureSendQueue:
         """Mail to send, for the `mail-send` queue trigger."""
+        from core.mail.outgoing import SEND_QUEUE, AzureSendQueue
+
         return AzureSendQueue(TextQueue(self.queues, SEND_QUEUE))
 
     def outgoing(self, tenant: Tenant) -> OutgoingService:
         """A tenant's outgoing mail (`POST …/mail-senders/{id}/messages`)."""
+        from core.mail.outgoing import OutgoingService
+
         limit = self.settings.mail_send_max_mb * 1024 * 1024
         return OutgoingService(self.tables, self.documents(), self.send_queue(), tenant, self.clock, limit)
 
     def mail_send_worker(self) -> MailSendWorker:
         """Sends accepted mail (the `mail-send` queue trigger)."""
+        from core.mail.send_worker import MailSendWorker
+
         return MailSendWorker(
             self.tables,
             self.graphs,
@@ -215,11 +242,15 @@ class Container:
 
     def reservation_queue(self) -> AzureReservationQueue:
         """Reservations to finish or undo, for the `booking-reservations` trigger."""
+        from core.booking.queue import AzureReservationQueue
+
         return AzureReservationQueue(self.queues)
 
     def reservation_worker(self) -> ReservationWorker:
         """Books claimed slots in Outlook and restores cancelled ones (the
         `booking-reservations` queue trigger)."""
+        from core.booking.worker import ReservationWorker
+
         return ReservationWorker(
             self.tables,
             self.graphs,
@@ -231,25 +262,35 @@ class Container:
 
     def presence_queue(self) -> AzurePresenceQueue:
         """Presence reads and ticks, for the `presence` queue trigger."""
+        from core.presence.monitor import AzurePresenceQueue
+
         return AzurePresenceQueue(self.queues)
 
     def presence_monitor(self) -> PresenceMonitor:
         """Reads free/busy and tells the host of presence changes (the `presence` trigger)."""
+        from core.presence.monitor import PresenceMonitor
+
         return PresenceMonitor(
             self.tables, self.graphs, self.presence_queue(), self.outbox(), clock=self.clock
         )
 
     def subscription_queue(self) -> AzureSubscriptionQueue:
         """Reconciles and lifecycle events for the `graph-subscriptions` queue trigger."""
+        from core.subscriptions import AzureSubscriptionQueue
+
         return AzureSubscriptionQueue(self.queues)
 
     def notification_config(self) -> NotificationConfig:
+        from core.subscriptions import NotificationConfig
+
         return NotificationConfig(
             self.settings.bridge_public_url, timedelta(minutes=self.settings.graph_subscription_minutes)
         )
 
     def subscriptions(self) -> SubscriptionManager:
         """Keeps tenants' Graph subscriptions in step with their configuration."""
+        from core.subscriptions import SubscriptionManager
+
         return SubscriptionManager(
             self.tables,
             self.graphs,
@@ -261,6 +302,8 @@ class Container:
 
     async def configuration_changed(self, tenant_id: str) -> None:
         """A link or import changed: its subscriptions follow soon (`graph-subscriptions`)."""
+        from core.subscriptions import request_reconcile
+
         await request_reconcile(self.subscription_queue(), self.notification_config(), tenant_id)
 
     def delivery_queue(self) -> AzureDeliveryQueue:
@@ -289,12 +332,12 @@ class Container:
             self.tables.close(),
             self.secrets.close(),
             self.queues.close(),
-            self.blobs.close(),
+            *([self._blobs.close()] if self._blobs is not None else []),
             self.webhooks.close(),
         )
 
 
-C = TypeVar("C", QueueServiceClient, BlobServiceClient)
+C = TypeVar("C", "QueueServiceClient", "BlobServiceClient")
 
 
 _STORAGE_RETRY: dict[str, Any] = {
@@ -326,6 +369,12 @@ def _storage_client(cls: type[C], storage: StorageSettings, service: str) -> C:
     )
 
 
+def _blob_client(storage: StorageSettings) -> BlobServiceClient:
+    from azure.storage.blob.aio import BlobServiceClient
+
+    return _storage_client(BlobServiceClient, storage, "blob")
+
+
 def graph_client_options(settings: Settings) -> GraphClientOptions:
     """Where Graph is and how to reach it, from GRAPH_BASE_URL, GRAPH_CA_BUNDLE and
     GRAPH_TIMEOUT_SECONDS."""
@@ -344,7 +393,7 @@ def build_container(settings: Settings) -> Container:
         tables=open_tables(settings.storage, settings.table_prefix),
         secrets=build_secret_store(settings),
         queues=_storage_client(QueueServiceClient, settings.storage, "queue"),
-        blobs=_storage_client(BlobServiceClient, settings.storage, "blob"),
+        blob_service=functools.partial(_blob_client, settings.storage),
         graph_options=graph_client_options(settings),
         webhooks=AiohttpWebhookSender(settings.webhook_timeout_seconds),
     )

@@ -48,7 +48,7 @@ async def memory_app(**settings: object) -> AsyncIterator[Container]:
         tables=memory_tables(),
         secrets=CachedSecretStore(InMemorySecretStore(), 0),
         queues=QueueServiceClient.from_connection_string(conn),
-        blobs=BlobServiceClient.from_connection_string(conn),
+        blob_service=lambda: BlobServiceClient.from_connection_string(conn),
         clock=ManualClock(),
     )
     await bootstrap.reset()
