@@ -12,7 +12,7 @@ PYCEP := pycep-parser==0.7.1
 # pip's configured find-links folders may not exist on a machine; the warnings are noise.
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: deps lint typecheck infra-scan unit test test-long demo host clean
+.PHONY: deps lint typecheck infra-scan unit test test-long demo host bench clean
 
 $(PIP_INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test: lint typecheck infra-scan
 ## make test-long: the long-running suites (chaos, fuzzing) excluded from `make test`.
 test-long: deps
 	$(VENV)/bin/pytest -m long
+
+## make bench: every performance row of TARGETS.md against its baseline (about 25 minutes);
+## prints one table and rewrites each row's section of bench/RESULTS.md.
+bench: deps
+	$(PY) -m bench.run_all
 
 ## make demo: Azurite + the local Functions host on a demo tenant, running every built job.
 demo: deps

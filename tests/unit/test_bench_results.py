@@ -3,6 +3,7 @@ TARGETS order."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,39 @@ def test_sections_land_in_row_order_and_are_replaced_in_place(tmp_path: Path):
 def test_a_section_must_start_with_its_heading(tmp_path: Path):
     with pytest.raises(ValueError, match="must start with"):
         record_section("P5", "## P6 — other\n", tmp_path / "RESULTS.md")
+
+
+def test_the_one_bench_command_covers_every_performance_row_and_reads_each_verdict(tmp_path: Path):
+    from bench.run_all import BENCHES, verdict_lines
+
+    targets = (Path(__file__).resolve().parents[2].parent / "shared" / "TARGETS.md").read_text("utf-8")
+    rows = sorted(set(re.findall(r"^\| (P\d+) \|", targets, re.M)), key=lambda r: int(r[1:]))
+    covered = sorted({r.strip() for b in BENCHES for r in b.rows.split(",")}, key=lambda r: int(r[1:]))
+    assert covered == rows
+    results = tmp_path / "RESULTS.md"
+    verdict = "**Cold start 0.9 s** — target ≤ 0.8 s: NOT met."
+    record_section("P4", f"## P4 — cold\n\n| a | b |\n\n{verdict}\n", results)
+    assert verdict_lines("P4", results) == [verdict]
+    assert verdict_lines("P8", results) == []
+
+
+def test_the_cold_start_bench_sums_import_time_by_where_modules_come_from():
+    from bench.p4_cold_start import GROUPS, OTHER, import_groups
+
+    trace = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:      1000 |       1000 |   azure.functions._abc",
+            "import time:      2000 |       2000 |     azure.storage.queue._shared",
+            "import time:       500 |       3500 |   core.store.records",
+            "import time:       250 |        250 | functions",
+            "import time:       100 |        100 | json",
+            "import time:       300 |        300 |   azurefoo",
+        ]
+    )
+    groups = import_groups(trace)
+    names = [name for name, _ in GROUPS]
+    assert groups[names[0]] == 0.001  # azure-functions
+    assert groups[names[1]] == 0.002  # Storage SDKs
+    assert groups[names[-1]] == pytest.approx(0.00075)  # own code: core.* and functions
+    assert groups[OTHER] == pytest.approx(0.0004)  # json, and azurefoo (a prefix is not a package)
