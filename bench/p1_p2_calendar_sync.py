@@ -51,6 +51,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import signal
 import statistics
 import sys
@@ -987,8 +988,9 @@ def table(r: dict[str, Any]) -> str:
     if r.get("what_if"):
         lines += [
             "",
-            "What limits P2 (informational: the same work — 1% edited first — run by the workers "
-            "directly, without the host and its queue)",
+            "For comparison (informational): the same work — 1% edited first — as one calendar per "
+            'request, the way "Sync calendar" and change notifications run, by the workers directly '
+            "without the host and its queue",
             "",
             "| variant | wall time | speed-up vs baseline | runs | runs in flight (max) | "
             "instance CPU per calendar | table + queue calls per calendar | max concurrent / mailbox | "
@@ -1029,6 +1031,12 @@ def _why_p2(r: dict[str, Any]) -> list[str]:
     per = c["cpu"]["instance"] / n
     polling = r["host_queues"][2]
     missed = b["extrapolated"] / c["wall"] < TARGET_SPEEDUP
+
+    worst = c["wall"] - c["first_start"] + polling
+
+    def busy(process: str) -> str:
+        return f"{c['cpu'].get(process, 0.0) / c['wall']:.0%}"
+
     lines = [
         ("Why P2 is missed: " if missed else "Where the cycle goes: ")
         + f"the timer queued {n:,} calendars in {c['fanout']:.2f} s as messages of up to 100; the "
@@ -1038,13 +1046,15 @@ def _why_p2(r: dict[str, Any]) -> list[str]:
         "range query and one entity-group transaction to take the sync-state leases, `$batch` "
         "requests of 20 first delta pages, one transaction to release. A quiet calendar costs "
         f"{per * 1000:.1f} ms of the instance's CPU, and the cycle kept the instance "
-        f"{c['cpu']['instance'] / c['wall']:.0%} busy, Azurite {c['cpu']['azurite'] / c['wall']:.0%} and "
-        f"the emulator {c['cpu']['graph'] / c['wall']:.0%}, on 2 cores.",
+        f"{busy('instance')} busy, Azurite {busy('azurite')} and the emulator {busy('graph emulator')}, "
+        "on 2 cores. The polling wait varies from run to run: with the longest one "
+        f"({polling:g} s) this cycle would have taken {worst:.2f} s "
+        f"({b['extrapolated'] / worst:.1f}x).",
         "What is left (profile: `--profile cprofile`, `.local/bench/cycle.pstats`): about 40% of the "
         "instance's CPU is azure-data-tables' transaction code, which builds and parses the "
         "multipart body of each entity-group transaction with the standard library's `email` "
         "package; then the Graph answers and Table entities (de)serialised by the SDKs. The "
-        "polling wait is a setting: a shorter `maxPollingInterval` cuts it (up to 2 s here) at "
+        f"polling wait is a setting: a shorter `maxPollingInterval` cuts it (up to {polling:g} s here) at "
         "the cost of more queue transactions on an idle instance.",
     ]
     return lines
@@ -1148,21 +1158,35 @@ def main(argv: list[str] | None = None) -> int:
         help="profile the measured cycle into .local/bench/ (slows it down; implies --no-record)",
     )
     parser.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument(
+        "--render-last", action="store_true", help="write up the last run's figures again (no new run)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.calendars, args.no_record = 200, True
     if args.profile:
         args.no_record = True
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
-    try:
-        result = asyncio.run(run(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        say("interrupted; every process the benchmark started is stopped")
-        return 130
+    last = LOG_FILE.with_name("p1_p2_last_result.pickle")
+    if args.render_last:  # the last run's figures again, e.g. after a change to the write-up
+        result, command = pickle.loads(last.read_bytes())  # noqa: S301 - our own file
+    else:
+        try:
+            result = asyncio.run(run(args))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            say("interrupted; every process the benchmark started is stopped")
+            return 130
+        try:
+            last.write_bytes(pickle.dumps((result, command)))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            say(f"(the figures could not be kept for --render-last: {exc})")
     say()
     say(table(result))
-    if not args.no_record:
-        record(section(result, command))
+    text = section(result, command)
+    if args.no_record:
+        say("\n" + text)
+    else:
+        record(text)
         say(f"\nrecorded in {RESULTS}")
     return 0 if all(verdicts(result).values()) else 1
 

@@ -149,9 +149,49 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What the product's first Graph-touching call cannot do without: the worker's library, the
+# Table and Queue SDKs (aiohttp under their .aio clients), azure-identity, msgraph-sdk's request
+# adapter with msgraph-core and kiota's middleware (httpx, httpcore with h2), pydantic.
+LIBRARIES = (
+    "azure.functions",
+    "azure.data.tables.aio",
+    "azure.storage.queue.aio",
+    "azure.identity.aio",
+    "msgraph.graph_request_adapter",
+    "msgraph_core",
+    "kiota_http.middleware",
+    "httpx",
+    "httpcore",
+    "pydantic",
+)
+
+
+def child_libraries(spec: dict[str, Any]) -> dict[str, Any]:
+    """The floor: only the libraries imported (and the one TLS context every HTTPS client
+    builds, with the public roots), none of the bridge's code, no I/O."""
+    import importlib
+    import ssl
+
+    started = time.perf_counter()
+    for name in LIBRARIES:
+        importlib.import_module(name)
+    ssl.create_default_context()
+    imported = time.perf_counter()
+    return {
+        "import_s": imported - started,
+        "call_s": 0.0,
+        "peak_mb": _peak_mb(),
+        "modules_at_import": len(sys.modules),
+        "modules": len(sys.modules),
+        "ok": True,
+        "answer": "imported",
+    }
+
+
 def child_main(kind: str) -> int:
     spec = json.loads(sys.stdin.readline())
-    result = (child_product if kind == "product" else child_baseline)(spec)
+    child = {"product": child_product, "baseline": child_baseline, "libraries": child_libraries}[kind]
+    result = child(spec)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -21,11 +21,17 @@ HEADER = (
     "Each section is written by the script it names; rerun its command to refresh it. Timings\n"
     "are ratios against a baseline run in the same process (TARGETS.md).\n\n"
 )
-_ROW = re.compile(r"^## P(\d+)", re.M)
+_ROW = re.compile(r"^## ([PR])(\d+)", re.M)
+
+
+def _order(kind: str, number: str) -> tuple[int, int]:
+    """TARGETS order: every performance row (P) before every reliability row (R)."""
+    return ("PR".index(kind), int(number))
 
 
 def record_section(rows: str, text: str, results: Path = RESULTS) -> None:
-    """Write `text` (starting with `## <rows> …`, e.g. rows "P5" or "P1, P2") into `results`."""
+    """Write `text` (starting with `## <rows> …`, e.g. rows "P5", "P1, P2" or "R1") into
+    `results`."""
     if not text.startswith(f"## {rows}"):
         raise ValueError(f"the section must start with '## {rows}'")
     current = results.read_text(encoding="utf-8") if results.exists() else HEADER
@@ -34,8 +40,11 @@ def record_section(rows: str, text: str, results: Path = RESULTS) -> None:
     if own.search(current):
         updated = own.sub(lambda _: text, current)
     else:
-        first = int(re.search(r"\d+", rows).group())  # type: ignore[union-attr]  # rows names a P-row
-        later = next((m for m in _ROW.finditer(current) if int(m.group(1)) > first), None)
+        named = re.match(r"([PR])(\d+)", rows)
+        if named is None:
+            raise ValueError(f"rows must name TARGETS rows such as 'P5' or 'R1', not {rows!r}")
+        first = _order(named.group(1), named.group(2))
+        later = next((m for m in _ROW.finditer(current) if _order(m.group(1), m.group(2)) > first), None)
         at = later.start() if later else len(current)
         updated = current[:at].rstrip("\n") + "\n\n" + text + current[at:]
     results.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")

@@ -64,3 +64,15 @@ def test_the_cold_start_bench_sums_import_time_by_where_modules_come_from():
     assert groups[names[1]] == 0.002  # Storage SDKs
     assert groups[names[-1]] == pytest.approx(0.00075)  # own code: core.* and functions
     assert groups[OTHER] == pytest.approx(0.0004)  # json, and azurefoo (a prefix is not a package)
+
+
+def test_reliability_sections_follow_every_performance_section_in_row_order(tmp_path: Path):
+    results = tmp_path / "RESULTS.md"
+    record_section("R4", "## R4 — fuzz\n\nfuzz\n", results)
+    record_section("P8", "## P8 — slots\n\nslots\n", results)
+    record_section("R1", "## R1 — chaos\n\nchaos\n", results)
+    record_section("P1, P2", "## P1, P2 — sync\n\nsync\n", results)
+    headings = [line for line in results.read_text("utf-8").splitlines() if line.startswith("## ")]
+    assert headings == ["## P1, P2 — sync", "## P8 — slots", "## R1 — chaos", "## R4 — fuzz"]
+    with pytest.raises(ValueError, match="must name TARGETS rows"):
+        record_section("X1", "## X1 — other\n", results)
