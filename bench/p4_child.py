@@ -41,6 +41,21 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _measured(
+    started: float, imported: float, done: float, modules: int, ok: bool, answer: str
+) -> dict[str, Any]:
+    """What a child reports: its split (imports, the call), peak RSS and modules loaded."""
+    return {
+        "import_s": imported - started,
+        "call_s": done - imported,
+        "peak_mb": _peak_mb(),
+        "modules_at_import": modules,
+        "modules": len(sys.modules),
+        "ok": ok,
+        "answer": answer,
+    }
+
+
 # --- the children -----------------------------------------------------------------------------------
 
 
@@ -73,15 +88,10 @@ def child_product(spec: dict[str, Any]) -> dict[str, Any]:
 
     status, answer, done = asyncio.run(call())
     [item] = answer["appointments"]
-    return {
-        "import_s": imported - started,
-        "call_s": done - imported,
-        "peak_mb": _peak_mb(),
-        "modules_at_import": modules,
-        "modules": len(sys.modules),
-        "ok": status == 202 and item.get("result") == "created",
-        "answer": f"HTTP {status} {item.get('status')}/{item.get('result')}",
-    }
+    ok = status == 202 and item.get("result") == "created"
+    return _measured(
+        started, imported, done, modules, ok, f"HTTP {status} {item.get('status')}/{item.get('result')}"
+    )
 
 
 def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
@@ -138,15 +148,8 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
         return created, done
 
     created, done = asyncio.run(call())
-    return {
-        "import_s": imported - started,
-        "call_s": done - imported,
-        "peak_mb": _peak_mb(),
-        "modules_at_import": modules,
-        "modules": len(sys.modules),
-        "ok": created is not None and created.subject == order["subject"] and bool(created.id),
-        "answer": "Event " + ("parsed" if created is not None and created.id else "missing"),
-    }
+    ok = created is not None and created.subject == order["subject"] and bool(created.id)
+    return _measured(started, imported, done, modules, ok, "Event " + ("parsed" if ok else "missing"))
 
 
 # What the product's first Graph-touching call cannot do without: the worker's library, the
@@ -177,15 +180,7 @@ def child_libraries(spec: dict[str, Any]) -> dict[str, Any]:
         importlib.import_module(name)
     ssl.create_default_context()
     imported = time.perf_counter()
-    return {
-        "import_s": imported - started,
-        "call_s": 0.0,
-        "peak_mb": _peak_mb(),
-        "modules_at_import": len(sys.modules),
-        "modules": len(sys.modules),
-        "ok": True,
-        "answer": "imported",
-    }
+    return _measured(started, imported, imported, len(sys.modules), True, "imported")
 
 
 def child_main(kind: str) -> int:
