@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import itertools
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +19,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pypdf import PdfReader
 
+from core.graph.gateway import GraphApiGateway
 from core.store.records import Reservation, SlotClaim
+from devtools.graph_emulator.hooks import Change
 from tests.integration.bridge_api import api_env  # noqa: F401 - fixture
 from tests.integration.test_calendar_sync_down import (  # noqa: F401 - fixtures
     Bridge,
@@ -163,35 +166,85 @@ async def test_a_reservation_with_two_documents_and_the_summary_then_cancel_rest
         assert [r["id"] for r in listed.body["reservations"]] == [rid]
 
 
-async def test_of_100_concurrent_reservations_of_one_slot_one_gets_201_and_99_get_409(
+async def test_r3_100_concurrent_reservations_of_one_slot_1_succeeds_99_get_409_the_event_is_marked_once(
     start_bridge: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Callable[[str, Any], None],
 ) -> None:
-    """R3: 100 forms book one slot at the same moment through the local host: exactly one 201,
-    99 problem+json 409s, and the slot's subject is suffixed exactly once."""
+    """R3: 100 forms book one slot at the same moment through the local host → exactly one 201,
+    99 problem+json 409s, and the Outlook event is marked once: the worker PATCHes it once, its
+    subject turns "Konsultasjon - Booket" once (every change Outlook saw, from the emulator's
+    change hooks) and never carries the suffix twice; one claim, one reservation, and the host
+    hears booking.reserved once."""
+    patches: list[tuple[str, Any]] = []
+    update_event = GraphApiGateway.update_event
+
+    async def counted(self: GraphApiGateway, mailbox: str, event_id: str, changes: Any, **kw: Any) -> Any:
+        patches.append((event_id, changes))
+        return await update_event(self, mailbox, event_id, changes, **kw)
+
+    monkeypatch.setattr(GraphApiGateway, "update_event", counted)
     async with start_bridge() as bridge:
         owner, calendar_id = await booking_calendar(bridge)
         day = next_weekday(3)
         slot = add_slot(bridge, owner, calendar_id, day)
+        subjects: list[str] = []
+
+        def seen(change: Change) -> None:
+            if change.resource_id == slot and change.change_type == "updated":
+                subjects.append(str(bridge.graph.calendar.find(owner, slot).record.fields["subject"]))
+
+        unsubscribe = bridge.graph.ctx.hooks.subscribe(seen)
 
         async def book(n: int) -> Any:
             body = {"slotId": slot, "booker": {"name": f"Person {n}", "email": f"p{n}@example.org"}}
             return await bridge.call("POST", "/booking-calendars/advice/reservations", json_body=body)
 
-        replies = await asyncio.gather(*(book(n) for n in range(100)))
-        statuses = sorted(r.status for r in replies)
+        try:
+            replies = await asyncio.gather(*(book(n) for n in range(100)))
+            statuses = sorted(r.status for r in replies)
+            winners = [r for r in replies if r.status == 201]
+            assert winners, statuses
+
+            async def booked() -> bool | None:
+                got = await bridge.call(
+                    "GET", f"/booking-calendars/advice/reservations/{winners[0].body['id']}"
+                )
+                return True if got.body["status"] == "booked" else None
+
+            await eventually(booked, what="the one reservation to be booked")
+            reserved = await eventually(
+                lambda: received(bridge, "booking.reserved") or None, what="booking.reserved at the host"
+            )
+            await asyncio.sleep(1.0)  # room for a second marking or a second event, which must not come
+        finally:
+            unsubscribe()
+        final = bridge.graph.calendar.find(owner, slot).record.fields["subject"]
+        claims, reservations = await stored(bridge)
+        marks = [changes for event_id, changes in patches if event_id == slot]
+        record_property("operations", len(replies))
+        record_property("succeeded", statuses.count(201))
+        record_property("conflicts_409", statuses.count(409))
+        record_property("event_marked", len(marks))
+        record_property("lost", 0 if len(reservations) == statuses.count(201) else 1)
+        record_property("duplicated", max(0, len(marks) - 1) + max(0, len(reservations) - 1))
         assert statuses == [201] + [409] * 99, statuses
         assert all(r.is_problem(409) for r in replies if r.status == 409)
-        [winner] = [r for r in replies if r.status == 201]
-
-        async def booked() -> bool | None:
-            got = await bridge.call("GET", f"/booking-calendars/advice/reservations/{winner.body['id']}")
-            return True if got.body["status"] == "booked" else None
-
-        await eventually(booked, what="the one reservation to be booked")
-        assert bridge.graph.calendar.find(owner, slot).record.fields["subject"] == "Konsultasjon - Booket"
-        claims, reservations = await stored(bridge)
+        [winner] = winners
+        assert len(marks) == 1, marks
+        assert final == "Konsultasjon - Booket"
+        assert final.count(" - Booket") == 1
+        # what Outlook showed after each change of the event (attachments come first): the
+        # subject turned "… - Booket" once and stayed so
+        shown = [subject for subject, _ in itertools.groupby(subjects)]
+        assert shown, subjects
+        assert shown[-1] == "Konsultasjon - Booket", subjects
+        assert shown.count("Konsultasjon - Booket") == 1, subjects
+        assert all(subject.count(" - Booket") <= 1 for subject in subjects), subjects
         assert [c.reservation_id for c in claims] == [winner.body["id"]]
-        assert len(reservations) == 1
+        assert [r.reservation_id for r in reservations] == [winner.body["id"]]
+        assert [e["data"]["reservationId"] for e in reserved] == [winner.body["id"]]
+        assert len(received(bridge, "booking.reserved")) == 1
 
 
 async def test_a_slot_deleted_in_outlook_after_listing_answers_410_and_writes_nothing(

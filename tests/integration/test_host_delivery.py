@@ -16,11 +16,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
 import function_app
@@ -151,7 +153,7 @@ async def test_given_emitted_events_then_the_host_gets_each_once_in_order_and_th
 
 
 async def test_r8_given_the_host_down_then_up_then_every_event_arrives_once_in_order(
-    start: Callable[..., Any],
+    start: Callable[..., Any], record_property: Callable[[str, Any], None]
 ) -> None:
     """TARGETS R8. GIVEN the receiver down (connection refused), events emitted, retries backing
     off; then the receiver up but answering 503, more events emitted; WHEN it answers 200 again
@@ -181,10 +183,111 @@ async def test_r8_given_the_host_down_then_up_then_every_event_arrives_once_in_o
         assert cursor is not None
         assert cursor.settled_through == 5
         runs = [r async for r in stack.app.tables.runs().list(tenant.tenant_id) if r.function == DELIVER]
-    assert ids(receiver.accepted) == emitted
+    accepted = ids(receiver.accepted)
+    record_property("operations", len(emitted))
+    record_property("faults_injected", head.attempts - 1)  # refused and 503 attempts, all of the head
+    record_property("lost", len(set(emitted) - set(accepted)))
+    record_property("duplicated", len(accepted) - len(set(accepted)))
+    assert accepted == emitted
     assert all(r.event_id == emitted[0] for r in receiver.received if r.status == 503)
     assert sum(r.counts.get("delivered", 0) for r in runs) == 5
     assert not any(r.counts.get("dead_lettered") for r in runs)
+
+
+class SteppedClock:
+    """The app's clock (`Container.clock`), moved by the test: an hour passes in seconds."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+HOUR = 3600
+STEP = 300  # five minutes of the app's time per step: the default backoff cap
+
+
+async def test_r8_host_webhook_down_for_an_hour_then_events_queue_up_and_are_delivered_in_order_none_dropped(
+    start: Callable[..., Any], storage_connection_string: str, record_property: Callable[[str, Any], None]
+) -> None:
+    """TARGETS R8 with the shipped retry settings (backoff 2 s doubling to a 300 s cap, a 24 h
+    budget) and a controllable clock instead of real waiting. GIVEN the host's webhook down
+    (connection refused) WHEN an event is emitted every five minutes for an hour, the delivery
+    sweep timer fires and the dispatcher retries the head whenever its backoff is due THEN
+    every event stays queued (the cursor does not move, nothing is dead-lettered, the feed
+    holds them all); WHEN the webhook is back THEN every event arrives once, in emit order."""
+    clock = SteppedClock()
+    receiver = WebhookReceiver()  # not started: connection refused
+    settings = {
+        "WEBHOOK_BACKOFF_BASE_SECONDS": "2",
+        "WEBHOOK_BACKOFF_CAP_SECONDS": str(STEP),
+        "WEBHOOK_RETRY_BUDGET_SECONDS": "86400",
+    }
+    async with start(**settings) as stack:
+        stack.app.clock = clock  # the container the host's functions use
+        tenant = await add_tenant(stack.app, receiver.url)
+        store = OutboxStore(stack.app.tables)
+        down_at = clock()
+        emitted = await emit(stack.app, tenant, 1)
+        await eventually(lambda: head_attempts(stack.app, tenant, 1), what="a first refused attempt")
+        for step in range(1, HOUR // STEP + 1):
+            clock.advance(STEP)
+            emitted += await emit(stack.app, tenant, 1, start=step)
+            await stack.host.invoke_timer("deliver_sweep")
+
+            async def retried(attempts: int = step + 1) -> bool:
+                return await head_attempts(stack.app, tenant, 1) >= attempts
+
+            await eventually(retried, what=f"the head retried at minute {step * STEP // 60}")
+        await asyncio.sleep(0.5)
+        attempts_while_down = await head_attempts(stack.app, tenant, 1)
+        downtime = (clock() - down_at).total_seconds()
+        cursor = await store.cursors.get(*DeliveryCursor.key(tenant.tenant_id))
+        assert cursor is not None
+        assert cursor.settled_through == 0  # queued up: nothing passed the head
+        status, _, body = await get_events(
+            stack, tenant.tenant_id, tenant.api_key, after="0", limit=str(len(emitted) + 10)
+        )
+        assert (status, [e["id"] for e in body["events"]]) == (200, emitted)
+
+        await receiver.start()  # the host is back
+        try:
+            clock.advance(STEP)
+            await stack.host.invoke_timer("deliver_sweep")
+            await eventually(lambda: len(receiver.accepted) >= len(emitted), what="every event delivered")
+            await asyncio.sleep(0.5)  # room for a duplicate, which must not come
+        finally:
+            await receiver.stop()
+        cursor = await store.cursors.get(*DeliveryCursor.key(tenant.tenant_id))
+        rows = [r async for r in store.rows_after(tenant.tenant_id, 0) if isinstance(r, OutboxEntry)]
+        runs = [r async for r in stack.app.tables.runs().list(tenant.tenant_id) if r.function == DELIVER]
+    async with QueueClient.from_connection_string(storage_connection_string, POISON_QUEUE) as poison:
+        try:
+            parked = [
+                json.loads(base64.b64decode(m.content)) for m in await poison.peek_messages(max_messages=32)
+            ]
+        except ResourceNotFoundError:
+            parked = []
+    delivered = ids(receiver.accepted)
+    record_property("operations", len(emitted))
+    record_property("downtime_seconds", int(downtime))
+    record_property("faults_injected", attempts_while_down)  # refused POSTs while down
+    record_property("lost", len(set(emitted) - set(delivered)))
+    record_property("duplicated", len(delivered) - len(set(delivered)))
+    record_property("dead_lettered", sum(r.counts.get("dead_lettered", 0) for r in runs))
+    assert downtime >= HOUR
+    assert attempts_while_down >= HOUR // STEP + 1  # retried all along, never given up
+    assert delivered == emitted  # each once, in emit order
+    assert [r.event_id for r in receiver.received] == emitted  # and nothing else reached the host
+    assert cursor is not None
+    assert cursor.settled_through == len(emitted)
+    assert all(r.delivered_at is not None and r.dead_lettered_at is None for r in rows)
+    assert not any(r.counts.get("dead_lettered") for r in runs)
+    assert [e for e in parked if e.get("tenantId") == tenant.tenant_id] == []
 
 
 async def _at_least(value: Awaitable[int], n: int) -> bool:

@@ -1,22 +1,38 @@
-"""R6: client secrets, webhook signing secrets and API keys never reach Table Storage, a log
-record or a response - except the one response that hands a key or generated secret over.
+"""R6: secrets (client secret, refresh token, signing secret, API keys) never in logs, Table
+Storage, responses or exceptions - except the one response that hands a key or generated secret
+over.
 
-The test drives the operator and tenant APIs with known secret values (including wrong calls
-that put a secret where it does not belong), capturing every log record of every logger at
-DEBUG and every response body, then searches all of them and every row of every table."""
+The first test drives the operator and tenant APIs with known secret values (including wrong
+calls that put a secret where it does not belong). The second runs the secrets through their
+whole life on the local stack with the Graph emulator: a client secret signing in to Graph, then
+refused by Entra ID after it was replaced there and rotated through the operator API; a user's
+delegated sign-in (refresh token), its refresh, its revocation (invalid_grant) and reconnect;
+webhook deliveries signed with the signing secret. Each captures every log record of every
+logger at DEBUG, every response body, every exception that escaped a function invocation (what
+Application Insights records as an exception), and every request the host's webhook received,
+then searches all of them and every row of every table."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from azure.core.exceptions import AzureError
 
 from core.bootstrap import Container
+from core.delegated import refresh_token_name
+from core.errors import BridgeError
+from core.secrets import LocalSecretStore
 from core.tenant_schema import client_secret_name, webhook_secret_name
+from devtools.funchost.invoker import Invoker
 from tests.integration.bridge_api import Api, Reply, api, api_env, app, every_row, link_body, tenant_body
+from tests.integration.test_calendar_sync_down import eventually, graph, start_bridge
+from tests.integration.test_credential_modes import MEGAN, delegated_tenant
 
-__all__ = ["api", "api_env", "app"]  # fixtures
+__all__ = ["api", "api_env", "app", "graph", "start_bridge"]  # fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -57,8 +73,58 @@ def record_text(record: logging.LogRecord) -> str:
     return "\n".join(parts)
 
 
-async def test_given_known_secrets_and_keys_when_tenants_are_created_patched_rotated_and_used_then_none_leaks(
-    every_log: list[logging.LogRecord], api: Api, app: Container, api_env: dict[str, str]
+def exception_text(exc: BaseException) -> str:
+    """All an exception tells: its chain's types, messages, args and tracebacks, as Application
+    Insights' exceptions table would record them (and more: repr of every argument)."""
+    parts = traceback.format_exception(exc)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts += [repr(current), repr(current.args), str(current)]
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def escaped(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
+    """Every exception that escapes a function invocation on the local host."""
+    found: list[BaseException] = []
+    call = Invoker._call
+
+    async def recorded(self: Invoker, function: Any, kwargs: dict[str, Any]) -> Any:
+        try:
+            return await call(self, function, kwargs)
+        except Exception as exc:
+            found.append(exc)
+            raise
+
+    monkeypatch.setattr(Invoker, "_call", recorded)
+    return found
+
+
+@pytest.fixture
+def created(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
+    """Every app error (`BridgeError`: Graph, storage, secrets errors) and every Azure SDK error
+    (azure-identity's refusals among them) made while the test runs, caught later or not."""
+    found: list[BaseException] = []
+    for cls in (BridgeError, AzureError):
+        real = cls.__init__
+
+        def init(self: BaseException, *args: Any, _real: Any = real, **kwargs: Any) -> None:
+            found.append(self)
+            _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", init)
+    return found
+
+
+async def test_r6_known_secrets_and_keys_put_everywhere_through_the_api_are_never_in_logs_tables_or_responses(
+    every_log: list[logging.LogRecord],
+    api: Api,
+    app: Container,
+    api_env: dict[str, str],
+    record_property: Callable[[str, Any], None],
 ) -> None:
     handed_over: list[Reply] = []  # the responses allowed to carry a key or a generated secret
 
@@ -142,15 +208,130 @@ async def test_given_known_secrets_and_keys_when_tenants_are_created_patched_rot
     assert len(every_log) > 20
     answered = "\n".join(r.text + repr(dict(r.headers)) for r in api.responses if r not in handed_over)
     assert len(api.responses) - len(handed_over) >= 15
+    exceptions = "\n".join(exception_text(r.exc_info[1]) for r in every_log if r.exc_info and r.exc_info[1])
     leaks = [
         f"{label} in {where}"
         for label, value in secrets.items()
-        for where, text in (("Table Storage", stored), ("logs", logged), ("responses", answered))
+        for where, text in (
+            ("Table Storage", stored),
+            ("logs", logged),
+            ("responses", answered),
+            ("exceptions", exceptions),
+        )
         if value in text
     ]
+    record_property("operations", len(api.responses))
+    record_property("secrets_searched", len(secrets))
+    record_property("log_records", len(every_log))
+    record_property("table_rows", len(rows))
+    record_property("leaks", len(leaks))
     assert leaks == []
     # each handed-over response carries only its own key/secret
     assert CLIENT_SECRET_1 not in one.text
     assert WEBHOOK_SECRET_1 not in one.text
     assert key_1 not in rotated.text
     assert key_3 not in one.text
+
+
+async def test_r6_client_secret_refresh_token_signing_secret_api_keys_not_in_logs_tables_responses_exceptions(
+    every_log: list[logging.LogRecord],
+    escaped: list[BaseException],
+    created: list[BaseException],
+    start_bridge: Callable[..., Any],
+    graph: Any,
+    api_env: dict[str, str],
+    record_property: Callable[[str, Any], None],
+) -> None:
+    """GIVEN a client_secret tenant with a webhook and a delegated tenant WHEN the client secret
+    signs in to Graph (a sync), is replaced in Entra ID so the next sign-in is refused
+    (invalid_client: a failed run, an exception), then rotated through the operator API (the
+    sync works again); events are delivered signed; Megan signs in (a refresh token), her token
+    is refreshed (a sync with it), revoked (invalid_grant: a failed run, an exception) and she
+    connects again (a second refresh token) THEN none of those values — either client secret,
+    both refresh tokens, the signing secret, either API key — is in a log record, a table row,
+    a response (but the one that handed a key over), an exception that escaped a function, or
+    a request the host's webhook received."""
+    async with delegated_tenant(start_bridge, graph) as delegated:
+        bridge = delegated.bridge
+        api = bridge.api
+        outlook = bridge.outlook
+        adele = outlook.mailbox("adele")
+        await bridge.link("room-4b", {"account": adele, "direction": "down"})
+        assert (await bridge.sync("room-4b"))[1]["status"] == "succeeded"
+        first_secret = outlook.secret
+        signing = await api.secret(webhook_secret_name(bridge.tenant_id))
+        assert signing
+
+        # the client secret is replaced in Entra ID: the next sign-in is refused
+        rotated = "s-rotated-" + "z" * 30
+        graph.app(outlook.tenant_id, outlook.client_id).secrets = [rotated]
+        await bridge.app.graphs.close()  # no cached token: the next call signs in
+        failed = (await bridge.sync("room-4b", expect="failed"))[1]
+        assert "invalid_client" in failed["error"] or "Token" in failed["error"], failed
+        patched = await api.operator(
+            "PATCH", f"/tenants/{bridge.tenant_id}", json_body={"graph": {"clientSecret": rotated}}
+        )
+        assert patched.status == 200, patched.text
+        assert (await bridge.sync("room-4b"))[1]["status"] == "succeeded"
+        for _ in range(2):
+            assert (await bridge.call("POST", "/events/test")).status == 202
+        await eventually(lambda: len(bridge.receiver.accepted) >= 2, what="signed deliveries")
+
+        # Megan's delegated grant: sign-in, use, revocation, reconnect
+        status, _ = await delegated.connect(MEGAN, "megan-desk")
+        assert status == 200
+        store = LocalSecretStore(api.secrets_dir)
+        first_refresh = await store.get(refresh_token_name("delegated-co", MEGAN))
+        assert first_refresh
+        assert (await delegated.sync("megan-desk"))["status"] == "succeeded"
+        graph.identity.revoke_refresh_tokens(delegated.megan_id)
+        await bridge.app.graphs.close()
+        assert (await delegated.sync("megan-desk"))["status"] == "failed"
+        status, _ = await delegated.connect(MEGAN, "megan-desk")
+        assert status == 200
+        second_refresh = await store.get(refresh_token_name("delegated-co", MEGAN))
+        assert second_refresh
+        assert second_refresh != first_refresh
+        assert (await delegated.sync("megan-desk"))["status"] == "succeeded"
+        await store.close()
+
+        secrets = {
+            "client secret (first)": first_secret,
+            "client secret (rotated)": rotated,
+            "refresh token (first)": first_refresh,
+            "refresh token (after reconnect)": second_refresh,
+            "webhook signing secret": signing,
+            "API key (client_secret tenant)": bridge.api_key,
+            "API key (delegated tenant)": delegated.key,
+        }
+        rows = await every_row(api_env["AzureWebJobsStorage"], api_env["BRIDGE_TABLE_PREFIX"])
+        received = bridge.receiver.received
+    handed_over = [r for r in api.responses if isinstance(r.body, dict) and "apiKey" in r.body]
+    assert len(handed_over) == 2  # the two tenants' creation
+    stored = "\n".join(f"{key!r} {data!r}" for key, (_, data) in rows.items())
+    logged = "\n".join(record_text(r) for r in every_log)
+    answered = "\n".join(r.text + repr(dict(r.headers)) for r in api.responses if r not in handed_over)
+    raised = [*escaped, *created, *(r.exc_info[1] for r in every_log if r.exc_info and r.exc_info[1])]
+    exceptions = "\n".join(exception_text(exc) for exc in raised)
+    webhooks = "\n".join(r.body.decode("utf-8", "replace") + repr(r.headers) for r in received)
+    kinds = {type(exc).__name__ for exc in raised}
+    assert {"GrantRevoked", "ClientAuthenticationError"} & kinds, kinds  # the refusals happened
+    leaks = [
+        f"{label} in {where}"
+        for label, value in secrets.items()
+        for where, text in (
+            ("Table Storage", stored),
+            ("logs", logged),
+            ("responses", answered),
+            ("exceptions", exceptions),
+            ("webhook requests", webhooks),
+        )
+        if value in text
+    ]
+    record_property("operations", len(api.responses))
+    record_property("secrets_searched", len(secrets))
+    record_property("log_records", len(every_log))
+    record_property("exceptions", len(raised))
+    record_property("table_rows", len(rows))
+    record_property("leaks", len(leaks))
+    assert leaks == []

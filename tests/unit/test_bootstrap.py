@@ -53,10 +53,7 @@ def test_importing_the_function_app_loads_no_graph_sdk_and_no_blob_sdk() -> None
     # msgraph-sdk, kiota, httpx and azure-identity cost ~0.3 s of cold start (TARGETS P4): they
     # load with the first gateway; azure-storage-blob (~0.15 s) with the first staged document.
     heavy = ("msgraph", "kiota", "httpx", "azure.identity", "azure.storage.blob", "fpdf")
-    code = (
-        "import sys, function_app; "
-        f"print(sorted({{m for m in sys.modules if m.startswith({heavy!r})}}))"
-    )
+    code = f"import sys, function_app; print(sorted({{m for m in sys.modules if m.startswith({heavy!r})}}))"
     out = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )

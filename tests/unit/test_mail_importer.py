@@ -4,6 +4,7 @@ document store: what each kind of mail ends as, crash safety at every step, boun
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -26,8 +27,10 @@ from core.mail.importer import (
 )
 from core.mail.staging import InMemoryDocumentStore
 from core.store import memory_tables
+from core.store.memory_table import MemoryTableStore
 from core.store.records import MailImport, MailImportState, MailLedgerEntry, SyncStatus, Tenant
 from tests.unit.calendar_world import Clock
+from tests.unit.crash_points import TABLE_OPERATIONS, Boundaries, Killed
 
 TENANT = "acme"
 BOX = "invoices@acme.example"
@@ -170,11 +173,12 @@ class Crash(BaseException):
 
 
 @pytest.mark.parametrize("step", ["staged", "announced", "forwarded", "moved"])
-async def test_a_crash_after_any_step_then_a_rerun_delivers_each_document_once(
-    world: World, step: str, monkeypatch: pytest.MonkeyPatch
+async def test_r2_a_crash_after_each_named_step_then_a_rerun_delivers_each_document_once(
+    world: World, step: str, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, Any], None]
 ):
     """R2: crash right after a step completed (its effect done, and recorded where the step
-    records it), then run again."""
+    records it), then run again. Every boundary between the steps, including inside them:
+    `test_r2_mail_import_killed_at_every_step_boundary_…` below."""
     world.mail("Invoice", pdf(), pdf("invoice-1001-copy.pdf", b"%PDF copy"))
     world.mail("No attachment")
     importer = world.importer()
@@ -223,6 +227,10 @@ async def test_a_crash_after_any_step_then_a_rerun_delivers_each_document_once(
     assert sorted(world.folder(world.archive.id)) == ["Invoice", "No attachment"]
     assert world.folder(world.inbox.id) == []
     forwards = [s for s in world.graph.sent_mail(BOX) if s.kind == "forward"]
+    record_property("operations", 2)
+    record_property("crashes_injected", 1)
+    record_property("lost", len({"invoice-1001.pdf", "invoice-1001-copy.pdf"} - set(imported)))
+    record_property("duplicated", len(imported) - len(set(imported)) + max(0, len(forwards) - 1))
     assert len(forwards) == 1
 
 
@@ -403,3 +411,191 @@ async def test_a_long_retry_after_re_queues_the_request_instead_of_failing_it(wo
     world.mail("Another", pdf("b.pdf", b"%PDF b"))
     with pytest.raises(Throttled):  # short waits are the queue's own retry
         await importer.run_queued(ImportRequest(TENANT, "invoices"))
+
+
+# --- R2: killed at every step boundary ----------------------------------------------------------
+
+# The one boundary the importer's docstring leaves open: Graph accepted the forward and the
+# process died before the ledger recorded it. Graph's one-shot `forward` action leaves nothing
+# to look up afterwards, so the rerun forwards the mail again (see the xfail test below).
+FORWARD_ACCEPTED = "graph.forward_message"
+LOGO = SeedAttachment("logo.png", "image/png", b"\x89PNG logo", is_inline=True, content_id="logo")
+DOCUMENTS = {"invoice-1.pdf": b"%PDF invoice one", "invoice-2.pdf": b"%PDF invoice two"}
+MAILS = {"Two invoices": "archived", "Nothing attached": "forwarded", "A spreadsheet": "forwarded"}
+
+
+async def mail_world() -> World:
+    world = World()
+    await world.setup()
+    world.mail("Two invoices", *(pdf(name, data) for name, data in DOCUMENTS.items()), LOGO)
+    world.mail("Nothing attached")
+    world.mail("A spreadsheet", SeedAttachment("costs.xlsx", "application/vnd.ms-excel", b"PK.."))
+    return world
+
+
+def instrument_mail(world: World, boundaries: Boundaries, patch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Every I/O the importer does is a boundary; returns Graph moves counted per mail id."""
+    for operation in TABLE_OPERATIONS:
+        boundaries.wrap(patch, MemoryTableStore, operation, lambda store: f"table {store.name}")
+    moves: dict[str, int] = {}
+    real_move = world.graph.move_message
+
+    async def counted_move(mailbox: str, message_id: str, destination_folder_id: str) -> Any:
+        moved = await real_move(mailbox, message_id, destination_folder_id)
+        moves[message_id] = moves.get(message_id, 0) + 1
+        return moved
+
+    patch.setattr(world.graph, "move_message", counted_move)
+    for name in ("_list_messages", "list_attachments", "_stream_attachment", "move_message"):
+        boundaries.wrap(patch, world.graph, name, f"graph.{name.lstrip('_')}")
+    boundaries.wrap(patch, world.graph, "forward_message", FORWARD_ACCEPTED)
+    boundaries.wrap(patch, world.documents, "stage", "documents.stage")
+    boundaries.wrap(patch, world.documents, "download_url", "documents.download_url")
+    boundaries.wrap(patch, InMemoryDeliveryQueue, "nudge", "queue.nudge")
+    return moves
+
+
+async def mail_problems(world: World, moves: dict[str, int]) -> tuple[list[str], int, int]:
+    """What breaks R2 after the rerun (empty: nothing) — every document delivered exactly once,
+    every mail archived or forwarded once, none lost — and the figures: (problems, lost,
+    duplicated), counting documents and mails."""
+    problems: list[str] = []
+    events = await world.events()
+    imported = [e["data"] for e in events if e["type"] == "document.imported"]
+    names = [d["fileName"] for d in imported]
+    if sorted(names) != sorted(DOCUMENTS):
+        problems.append(f"documents announced: {sorted(names)}")
+    for document in imported:
+        content = world.documents.read(document["downloadUrl"], world.clock())
+        if (
+            content != DOCUMENTS.get(document["fileName"])
+            or document["sha256"] != hashlib.sha256(content).hexdigest()
+        ):
+            problems.append(f"{document['fileName']}: the staged bytes are not the attachment's")
+    forwarded = sorted(e["data"]["subject"] for e in events if e["type"] == "mail.forwarded")
+    expected_forwards = sorted(s for s, fate in MAILS.items() if fate == "forwarded")
+    if forwarded != expected_forwards:
+        problems.append(f"mail.forwarded events: {forwarded}")
+    sent = sorted(s.subject for s in world.graph.sent_mail(BOX) if s.kind == "forward")
+    if sent != [f"FW: {s}" for s in expected_forwards]:
+        problems.append(f"forwarded by Graph: {sent}")
+    left = world.folder(world.inbox.id)
+    if left != []:
+        problems.append(f"left in the import folder: {left}")
+    if sorted(world.folder(world.archive.id)) != sorted(MAILS):
+        problems.append(f"archived: {world.folder(world.archive.id)}")
+    if sorted(moves.values()) != [1] * len(MAILS):
+        problems.append(f"Graph moves per mail: {sorted(moves.values())}")
+    lost = len(set(DOCUMENTS) - set(names)) + len(left)
+    duplicated = (len(names) - len(set(names))) + (len(sent) - len(set(sent)))
+    duplicated += sum(n - 1 for n in moves.values() if n > 1)
+    return problems, lost, duplicated
+
+
+async def mail_boundaries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    world = await mail_world()
+    with monkeypatch.context() as patch:
+        boundaries = Boundaries()
+        moves = instrument_mail(world, boundaries, patch)
+        await world.run(world.importer())
+    assert (await mail_problems(world, moves))[0] == []  # the unkilled run does it all, once
+    return boundaries.seen
+
+
+async def kill_and_rerun(
+    monkeypatch: pytest.MonkeyPatch, at: int
+) -> tuple[str | None, tuple[list[str], int, int]]:
+    """Kill the import after boundary `at`, rerun it once the dead worker's lease ran out:
+    (the boundary it died after, `mail_problems`)."""
+    world = await mail_world()
+    moves: dict[str, int] = {}
+    with monkeypatch.context() as patch:
+        boundaries = Boundaries(kill_at=at)
+        counted = instrument_mail(world, boundaries, patch)
+        with pytest.raises(Killed):
+            await world.run(world.importer())
+        moves.update(counted)
+        # the rerun's moves are counted too: the counter outlives the dead worker
+        patch.undo()
+        real_move = world.graph.move_message
+
+        async def counted_move(mailbox: str, message_id: str, destination_folder_id: str) -> Any:
+            moved = await real_move(mailbox, message_id, destination_folder_id)
+            moves[message_id] = moves.get(message_id, 0) + 1
+            return moved
+
+        patch.setattr(world.graph, "move_message", counted_move)
+        world.clock.advance(LEASE)  # the dead worker's lease runs out
+        rerun = await world.run(world.importer())
+        assert rerun is not None
+    return boundaries.killed, await mail_problems(world, moves)
+
+
+async def test_r2_mail_import_killed_at_every_step_boundary_then_rerun_delivers_every_document_exactly_once(
+    monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, Any], None]
+) -> None:
+    """R2: the import of three mails (two PDFs and a signature logo; nothing attached; only a
+    disallowed file) killed right after each of its step boundaries — every table read and
+    write (lease, ledger, outbox, runs), every Graph call (list, attachments, each stream,
+    forward, move), each document staged and each download URL, each queue nudge — then rerun
+    once the dead worker's lease ran out → every document delivered exactly once, every mail
+    archived or forwarded once, none lost. The boundary right after Graph accepted a forward
+    is the documented window, tested on its own below."""
+    labels = await mail_boundaries(monkeypatch)
+    assert {"graph.list_messages", "graph.stream_attachment", "documents.stage", FORWARD_ACCEPTED} <= set(
+        labels
+    )
+    problems: dict[str, list[str]] = {}
+    crashes = lost = duplicated = 0
+    for at, label in enumerate(labels, start=1):
+        if label == FORWARD_ACCEPTED:
+            continue
+        killed, (found, missing, repeated) = await kill_and_rerun(monkeypatch, at)
+        crashes += 1
+        lost += missing
+        duplicated += repeated
+        assert killed == label, "the import is not deterministic"
+        if found:
+            problems[f"{at:03d} after {label}"] = found
+    record_property("operations", len(labels))
+    record_property("step_boundaries", len(labels))
+    record_property("crashes_injected", crashes)
+    record_property("mails", len(MAILS) * crashes)
+    record_property("documents", len(DOCUMENTS) * crashes)
+    record_property("lost", lost)
+    record_property("duplicated", duplicated)
+    assert problems == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the documented window: Graph's one-shot /forward leaves nothing to look up, so a crash "
+        "between Graph accepting it and the ledger row forwards the mail again. Closing it needs "
+        "a draft-based forward (createForward + send, the draft id recorded first) in the Graph "
+        "port, gateway, fake and emulator (core/graph, devtools/graph_emulator)"
+    ),
+)
+async def test_r2_mail_import_killed_right_after_graph_accepted_a_forward_then_rerun_forwards_it_once(
+    monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, Any], None]
+) -> None:
+    """R2 at the forward boundaries: killed right after Graph accepted each forward, before the
+    ledger recorded it, then rerun → every mail forwarded once."""
+    labels = await mail_boundaries(monkeypatch)
+    windows = [at for at, label in enumerate(labels, start=1) if label == FORWARD_ACCEPTED]
+    assert len(windows) == 2  # one per mail without a document
+    problems: dict[str, list[str]] = {}
+    lost = duplicated = 0
+    for at in windows:
+        killed, (found, missing, repeated) = await kill_and_rerun(monkeypatch, at)
+        assert killed == FORWARD_ACCEPTED
+        lost += missing
+        duplicated += repeated
+        if found:
+            problems[f"{at:03d} after {killed}"] = found
+    record_property("operations", len(labels))
+    record_property("step_boundaries", len(windows))
+    record_property("crashes_injected", len(windows))
+    record_property("lost", lost)
+    record_property("duplicated", duplicated)
+    assert problems == {}
