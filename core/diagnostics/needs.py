@@ -112,7 +112,9 @@ def needs_of(setup: Setup, account: str | None = None) -> list[Need]:
     for config in setup.imports:
         if not config.enabled or not mine(config.mailbox):
             continue
-        reasons[MAIL_READ_WRITE].append(f"mail import {config.import_id} reads and archives mail")
+        reasons[MAIL_READ_WRITE].append(
+            f"mail import {config.import_id} reads and archives mail, and drafts its forwards"
+        )
         # the importer forwards every mail without a document, so forwarding is always in use
         why = "forwards mails without documents" + (" and notifies notifyTo" if config.notify_to else "")
         reasons[MAIL_SEND].append(f"mail import {config.import_id} {why}")

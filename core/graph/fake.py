@@ -116,7 +116,7 @@ class SeedAttachment:
 class SentMail:
     """What left a mailbox: a `send` (sendMail) or a `forward`."""
 
-    kind: str  # "send" (sendMail, or a draft sent) or "forward"
+    kind: str  # "send" (sendMail, or a draft sent) or "forward" (a createForward draft sent)
     mailbox: str
     to: tuple[str, ...]
     subject: str
@@ -165,6 +165,8 @@ class InMemoryGraph:
         # (mailbox key, "post" | "upload_session"): how each event attachment was added.
         self.attachment_uploads: Counter[tuple[str, str]] = Counter()
         self.drafts: dict[str, OutgoingMail] = {}  # draft id -> the mail it was made from
+        # forward draft id -> (its recipients, its comment): what its send delivers
+        self.forwards: dict[str, tuple[tuple[str, ...], str]] = {}
         # Graph's side of change notifications: id -> (mailbox key, request, expiration granted),
         # judged by `clock` (tests with a settable clock set it to theirs).
         self.subscriptions: dict[str, tuple[str, SubscriptionRequest, datetime]] = {}
@@ -617,23 +619,30 @@ class InMemoryGraph:
             box.messages[message_id] = moved  # immutable ids: same id in the new folder
             return moved
 
-    async def forward_message(
+    async def create_forward(
         self, mailbox: str, message_id: str, to: Sequence[str], comment: str = ""
-    ) -> None:
+    ) -> Message:
         recipients = check_addresses(tuple(to))
-        async with self._op("forward_message", mailbox) as box:
-            message = self._message(box, message_id, "forward_message", mailbox)
-            names = tuple(a.name for a, _ in box.attachments.get(message_id, []) if not a.is_inline)
-            box.sent.append(
-                SentMail(
-                    "forward",
-                    box.user.user_principal_name,
-                    recipients,
-                    f"FW: {message.subject}",
-                    names,
-                    comment,
-                )
+        async with self._op("create_forward", mailbox) as box:
+            original = self._message(box, message_id, "create_forward", mailbox)
+            files = box.attachments.get(message_id, [])
+            draft = Message(
+                self._new_id("msg"),
+                f"FW: {original.subject}",
+                None,
+                box.user.mail,
+                any(not a.is_inline for a, _ in files),
+                box.well_known["drafts"],
+                None,
+                self._new_change_key(),
+                True,
+                True,
             )
+            box.messages[draft.id] = draft
+            # as Graph does: the draft carries copies of the original's attachments
+            box.attachments[draft.id] = [(replace(a, id=self._new_id("att")), c) for a, c in files]
+            self.forwards[draft.id] = (recipients, comment)
+            return draft
 
     async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
         if not mail.fits_one_request:
@@ -713,15 +722,22 @@ class InMemoryGraph:
         async with self._op("send_draft", mailbox) as box:
             draft = self._message(box, message_id, "send_draft", mailbox)
             mail = self.drafts.get(message_id)
-            if not draft.is_draft or mail is None:
+            forward = self.forwards.get(message_id)
+            if not draft.is_draft or (mail is None and forward is None):
                 raise BadRequest("send_draft: the message is not a draft", mailbox=mailbox)
-            files = box.attachments.get(message_id, [])
-            recipients = (*mail.to, *mail.cc, *mail.bcc)
+            upn = box.user.user_principal_name
+            if forward is not None:  # inline images travel in the quoted body, not as files
+                files = [(a, c) for a, c in box.attachments.get(message_id, []) if not a.is_inline]
+            else:
+                files = box.attachments.get(message_id, [])
             names = tuple(a.name for a, _ in files)
             sizes = tuple(len(content) for _, content in files)
-            box.sent.append(
-                SentMail("send", box.user.user_principal_name, recipients, mail.subject, names, "", sizes)
-            )
+            if forward is not None:
+                box.sent.append(SentMail("forward", upn, forward[0], draft.subject, names, forward[1], sizes))
+            else:
+                assert mail is not None
+                recipients = (*mail.to, *mail.cc, *mail.bcc)
+                box.sent.append(SentMail("send", upn, recipients, mail.subject, names, "", sizes))
             # as Graph does: the sent message keeps its (immutable) id and moves to Sent Items
             box.messages[message_id] = replace(
                 draft,
@@ -729,7 +745,8 @@ class InMemoryGraph:
                 parent_folder_id=box.well_known["sentitems"],
                 received=datetime.now(UTC),
             )
-            del self.drafts[message_id]
+            self.drafts.pop(message_id, None)
+            self.forwards.pop(message_id, None)
 
     async def get_message(self, mailbox: str, message_id: str) -> Message:
         async with self._op("get_message", mailbox) as box:
@@ -740,6 +757,7 @@ class InMemoryGraph:
             box.messages.pop(message_id, None)
             box.attachments.pop(message_id, None)
             self.drafts.pop(message_id, None)
+            self.forwards.pop(message_id, None)
 
     # --- change notifications --------------------------------------------------------------
 

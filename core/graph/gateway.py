@@ -819,20 +819,20 @@ class GraphApiGateway:
         )
         return await self._object(call, parse_message)
 
-    async def forward_message(
+    async def create_forward(
         self, mailbox: str, message_id: str, to: Sequence[str], comment: str = ""
-    ) -> None:
+    ) -> Message:
         recipients = check_addresses(tuple(to))
         call = Call(
-            "forward_message",
+            "create_forward",
             mailbox,
             method="POST",
-            path=_path("users", _seg(mailbox), "messages", _seg(message_id), "forward"),
+            path=_path("users", _seg(mailbox), "messages", _seg(message_id), "createForward"),
             body=dumps(forward_body(recipients, comment)),
-            permission=MAIL_SEND,
-            idempotent=False,  # a repeated forward is a second mail
+            permission=MAIL_WRITE,  # a draft is written; sending it needs Mail.Send
+            idempotent=False,  # a repeated POST is a second draft
         )
-        await self._send(call)
+        return await self._object(call, parse_message)
 
     # --- drafts: mail too large for one sendMail -------------------------------------------
 

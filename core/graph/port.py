@@ -201,9 +201,16 @@ class GraphGateway(Protocol):
         """Move the message; with immutable ids its id does not change."""
         ...
 
-    async def forward_message(
+    async def create_forward(
         self, mailbox: str, message_id: str, to: Sequence[str], comment: str = ""
-    ) -> None: ...
+    ) -> Message:
+        """A draft forwarding the message to `to`, in the mailbox's Drafts (`createForward`):
+        `comment` above the original, which it quotes, and the original's attachments. Send it
+        with `send_draft`. Forwarding through a draft rather than Graph's one-shot `forward`
+        leaves an id to look up, so a caller that recorded it knows after a crash whether the
+        forward went (`get_message(...).is_draft`). Not retried on an ambiguous failure (a
+        second draft, never a second mail)."""
+        ...
 
     async def send_mail(self, mailbox: str, mail: OutgoingMail) -> None:
         """Send as `mailbox` in one request (`mail.fits_one_request`: up to 3 MB of attachments;

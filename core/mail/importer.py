@@ -17,14 +17,22 @@ as soon as it is done, and read back before it is tried, so a crash anywhere res
 stopped: a staged document is announced without downloading it again, an announced one is not
 announced again (its host event id derives from the mail and the attachment, and the outbox
 keeps one event per id), a forwarded mail is not forwarded again, and a mail moved to the
-archive is no longer in the import folder. The one window left: a crash after Graph accepted a
-forward and before its ledger row is written forwards that mail a second time.
+archive is no longer in the import folder.
+
+A forward goes through a draft (`createForward`, then send) rather than Graph's one-shot
+`forward`, because a draft leaves something to look up: its id is recorded (`pending`) before it
+is sent and `done` after. A rerun that finds the draft id reads the message: no longer a draft
+(with immutable ids a sent draft keeps its id, in Sent Items) means the send went and only the
+ledger missed it; still a draft means it is sent now; gone means it never went (deleted in
+Outlook), and a new draft is made. A crash between making the draft and recording its id leaves
+an unsent draft in Drafts, never a second forward.
 
 A mail that fails (an attachment Graph cannot stream, a move Graph refuses) is recorded with
 its error and tried again on the next runs, at most `MAX_MAIL_ATTEMPTS` times; then it is left
-in the import folder and reported (`mail.import_failed`), and later runs skip it. A failure of
-the whole mailbox (the folder is gone, consent is missing) fails the run with the reason in plain
-words, and the import's notification address is told by e-mail.
+in the import folder and reported (`mail.import_failed`), an unsent forward draft of it is
+deleted, and later runs skip it. A failure of the whole mailbox (the folder is gone, consent is
+missing) fails the run with the reason in plain words, and the import's notification address is
+told by e-mail.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from core.errors import NotFound as RowNotFound
 from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
 from core.graph.errors import (
     ConsentMissing,
+    GraphError,
     GraphUnavailable,
     MalformedResponse,
     NotFound,
@@ -309,7 +318,7 @@ class MailImporter:
         except (*TRANSIENT, *MAILBOX_FAILURES, MailboxFailed):
             raise  # the run fails; its retry resumes from the ledger
         except Exception as exc:
-            await self._mail_failed(config, message, failure, exc, run)
+            await self._mail_failed(gateway, config, message, failure, exc, run)
 
     async def _import_mail(
         self,
@@ -409,12 +418,9 @@ class MailImporter:
         rows: dict[str, MailLedgerEntry],
         run: RunHandle,
     ) -> None:
-        done = rows.get(FORWARD_STEP)
-        if done is None or done.status is not LedgerStatus.DONE:
-            await gateway.forward_message(
-                config.mailbox, message.id, [config.forward_to], _explanation(skipped)
-            )
-            await self._step(config, message.id, FORWARD_STEP, LedgerStatus.DONE)
+        row = rows.get(FORWARD_STEP)
+        if row is None or row.status is not LedgerStatus.DONE:
+            await self._send_forward(gateway, config, message, skipped, row)
             run.add("mails_forwarded")
         data = {
             "importId": config.import_id,
@@ -426,8 +432,45 @@ class MailImporter:
         event_id = _event_id("fwd", config.tenant_id, config.mailbox, message.id)
         await self._outbox.emit_many(config.tenant_id, [Emission(FORWARDED, data, event_id)])
 
+    async def _send_forward(
+        self,
+        gateway: GraphGateway,
+        config: MailImport,
+        message: Message,
+        skipped: list[Skipped],
+        row: MailLedgerEntry | None,
+    ) -> None:
+        """Forward the mail exactly once: through a draft whose id the ledger holds before it is
+        sent, so an attempt after a crash can tell a forward that went from one that did not."""
+        draft_id = row.draft_id if row is not None else None
+        if draft_id is not None:
+            sent = await self._draft_sent(gateway, config, draft_id)
+            if sent:  # Graph took the send; the ledger never heard
+                await self._step(config, message.id, FORWARD_STEP, LedgerStatus.DONE, draft_id=draft_id)
+                return
+            if sent is None:  # deleted before it was sent: it never went
+                draft_id = None
+        if draft_id is None:
+            draft = await gateway.create_forward(
+                config.mailbox, message.id, [config.forward_to], _explanation(skipped)
+            )
+            draft_id = draft.id
+            await self._step(config, message.id, FORWARD_STEP, LedgerStatus.PENDING, draft_id=draft_id)
+        await gateway.send_draft(config.mailbox, draft_id)
+        await self._step(config, message.id, FORWARD_STEP, LedgerStatus.DONE, draft_id=draft_id)
+
+    @staticmethod
+    async def _draft_sent(gateway: GraphGateway, config: MailImport, draft_id: str) -> bool | None:
+        """Whether a recorded forward draft was sent (True), is still an unsent draft (False), or
+        is gone (None). A sent draft keeps its immutable id in Sent Items, no longer a draft."""
+        try:
+            return not (await gateway.get_message(config.mailbox, draft_id)).is_draft
+        except NotFound:
+            return None
+
     async def _mail_failed(
         self,
+        gateway: GraphGateway,
         config: MailImport,
         message: Message,
         failure: MailLedgerEntry | None,
@@ -451,6 +494,21 @@ class MailImporter:
             }
             event_id = _event_id("failed", config.tenant_id, config.mailbox, message.id)
             await self._outbox.emit_many(config.tenant_id, [Emission(MAIL_FAILED, data, event_id)])
+            await self._abandon_forward(gateway, config, message.id)
+
+    async def _abandon_forward(self, gateway: GraphGateway, config: MailImport, message_id: str) -> None:
+        """A mail given up leaves no unsent forward draft behind in the mailbox's Drafts (later
+        runs skip the mail, so nothing would ever send it). One already sent stays in Sent Items.
+        The row is read again: this very attempt may have made the draft."""
+        key = MailLedgerEntry.step_key(config.tenant_id, config.mailbox, message_id, FORWARD_STEP)
+        row = await self._ledger.get(*key)
+        if row is None or row.status is LedgerStatus.DONE or row.draft_id is None:
+            return
+        try:
+            if await self._draft_sent(gateway, config, row.draft_id) is False:
+                await gateway.delete_message(config.mailbox, row.draft_id)
+        except GraphError as exc:  # tidying up: the failure is already recorded and reported
+            log.warning("could not delete an abandoned forward draft", extra={"error": describe(exc)})
 
     async def _rows(self, config: MailImport, message_id: str) -> dict[str, MailLedgerEntry]:
         """The mail's ledger rows by attachment id or step name."""

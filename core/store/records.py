@@ -581,7 +581,7 @@ class MailImportState(LeasedState):
 
 
 class LedgerStatus(StrEnum):
-    PENDING = "pending"  # seen, nothing done yet
+    PENDING = "pending"  # seen, nothing done yet; a forward: its draft made, not known to be sent
     STAGED = "staged"  # the attachment is in Blob Storage
     ANNOUNCED = "announced"  # document.imported is in the outbox
     DONE = "done"  # message-level step finished (forwarded, archived)
@@ -617,6 +617,9 @@ class MailLedgerEntry(Record):
     size: int | None = None
     sha256: str | None = None
     blob_name: str | None = None
+    # The forward's draft (Graph immutable id), recorded before it is sent: a rerun reads it to
+    # learn whether the send went, so a mail is never forwarded twice.
+    draft_id: str | None = None
     error: str | None = None
     attempts: int = 0
     updated_at: datetime | None = None

@@ -1,7 +1,7 @@
 """The mail domain on the Graph surface: mail folders, messages, attachments, move/copy,
-forward, drafts and send, sendMail, message delta, plus the control API that delivers mail and
-acts as a person in Outlook. The state and every write are in mail_ops.py; ids in mail_ids.py;
-the model and its JSON in mail_store.py; delta in mail_delta.py.
+forward, createForward, drafts and send, sendMail, message delta, plus the control API that
+delivers mail and acts as a person in Outlook. The state and every write are in mail_ops.py; ids
+in mail_ids.py; the model and its JSON in mail_store.py; delta in mail_delta.py.
 
 Graph paths served, each under `/users/{id|upn}` and `/me` ({f} is `/mailFolders/{id}` or
 `/mailFolders/{id}/childFolders/{id}`; folder ids may be well-known names):
@@ -9,7 +9,7 @@ Graph paths served, each under `/users/{id|upn}` and `/me` ({f} is `/mailFolders
   GET/POST   {f}/messages              GET {f}/messages/delta
   GET/POST   /messages                 POST /sendMail
   GET/PATCH/DELETE {m}                 GET {m}/$value (MIME)
-  POST       {m}/move  {m}/copy  {m}/forward  {m}/send
+  POST       {m}/move  {m}/copy  {m}/forward  {m}/createForward  {m}/send
   GET/POST   {m}/attachments           GET/DELETE {m}/attachments/{aid}
   GET        {m}/attachments/{aid}/$value     POST {m}/attachments/createUploadSession
 where {m} is `/messages/{id}` or `{f}/messages/{id}`.
@@ -177,6 +177,7 @@ class MailModule(ModuleBase):
             add("POST", m + "/move", self._move, permissions=WRITE)
             add("POST", m + "/copy", self._copy, permissions=WRITE)
             add("POST", m + "/forward", self._forward, permissions=SEND)
+            add("POST", m + "/createForward", self._create_forward, permissions=WRITE)
             add("POST", m + "/send", self._send_draft, permissions=SEND)
             att = m + "/attachments"
             add("POST", att + "/createUploadSession", self._create_upload_session, permissions=WRITE)
@@ -392,9 +393,10 @@ class MailModule(ModuleBase):
         copied = self.mail.copy_message(call.user(), self._message_id(call, record), destination)
         return self._message_response(call, copied, 201)
 
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        call = graph_call(request)
-        record = self._message_of(request)
+    async def _forward_parameters(
+        self, request: web.Request
+    ) -> tuple[str | None, list[dict[str, Any]] | None, dict[str, Any] | None]:
+        """(comment, toRecipients, message) of a forward or createForward request."""
         _too_long(request)
         params = action_parameters(await read_json(request))
         comment = params.get("comment")
@@ -404,14 +406,26 @@ class MailModule(ModuleBase):
             raise bad_request("toRecipients must be a collection of recipients.", "RequestBodyRead")
         if message is not None and not isinstance(message, dict):
             raise bad_request("message must be a message object.", "RequestBodyRead")
+        return None if comment is None else str(comment), to, message
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        call = graph_call(request)
+        record = self._message_of(request)
+        comment, to, message = await self._forward_parameters(request)
         self.mail.forward(
-            call.user(),
-            self._message_id(call, record),
-            comment=None if comment is None else str(comment),
-            to=to,
-            message=message,
+            call.user(), self._message_id(call, record), comment=comment, to=to, message=message
         )
         return web.Response(status=202)
+
+    async def _create_forward(self, request: web.Request) -> web.StreamResponse:
+        """201 with the draft (in Drafts); `{m}/send` sends it."""
+        call = graph_call(request)
+        record = self._message_of(request)
+        comment, to, message = await self._forward_parameters(request)
+        draft = self.mail.create_forward(
+            call.user(), self._message_id(call, record), comment=comment, to=to, message=message
+        )
+        return self._message_response(call, draft, 201)
 
     async def _send_draft(self, request: web.Request) -> web.StreamResponse:
         call = graph_call(request)

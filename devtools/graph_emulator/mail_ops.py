@@ -13,11 +13,11 @@ Users may be named by id or UPN wherever a `user` argument is taken; message ids
 either form (regular or immutable). Ids returned by the Python API are immutable ids: they stay
 valid whatever happens to the message's folder.
 
-Sending: a message sent (sendMail, a draft's send, forward) is delivered as a copy into the
-Inbox of every recipient who is a user of the emulator (looked up by UPN or mail, in any
-emulated tenant, as mail routing goes by address), and the recipients that are not users are
-recorded in the external outbox (`Mail.outbox()`); every send is in `Mail.sent_mail()`. Bcc
-recipients are delivered to and hidden from the copies.
+Sending: a message sent (sendMail, a draft's send, forward, a createForward draft's send) is
+delivered as a copy into the Inbox of every recipient who is a user of the emulator (looked up by
+UPN or mail, in any emulated tenant, as mail routing goes by address), and the recipients that are
+not users are recorded in the external outbox (`Mail.outbox()`); every send is in
+`Mail.sent_mail()`. Bcc recipients are delivered to and hidden from the copies.
 """
 
 from __future__ import annotations
@@ -165,12 +165,15 @@ class Mail:
         self._mailboxes: dict[str, MailMailbox] = {}
         self.sent_log: list[SentEntry] = []
         self._send_as: dict[str, set[str]] = {}  # user id -> addresses it may send as
+        # createForward drafts (item key) -> their comment: sent, they are forwards
+        self._forward_comments: dict[bytes, str] = {}
         self._seq = 0
 
     def reset(self) -> None:
         self._mailboxes.clear()
         self.sent_log.clear()
         self._send_as.clear()
+        self._forward_comments.clear()
         self.blobs.reset()
 
     # -- mailboxes and folders ---------------------------------------------------------------
@@ -642,6 +645,7 @@ class Mail:
         del mailbox.entries[record.entry_key]
         mailbox.retired[record.entry_key] = (record.key, record.folder_key)
         mailbox.last_location[record.key] = (record.folder_key, record.entry_key)
+        self._forward_comments.pop(record.key, None)
 
     def move_message(self, user: User | str, message_id: str, destination: str) -> MessageRecord:
         mailbox = self.mailbox(user)
@@ -693,7 +697,11 @@ class Mail:
         self._stamp_sent(mailbox, record)
         sent_items = mailbox.well_known["sentitems"]
         self._relocate(mailbox, record, sent_items)
-        self._deliver(mailbox, record, "send")
+        comment = self._forward_comments.pop(record.key, None)  # a createForward draft: a forward
+        if comment is None:
+            self._deliver(mailbox, record, "send")
+        else:
+            self._deliver(mailbox, record, "forward", comment)
         return record
 
     def send_mail(
@@ -726,6 +734,45 @@ class Mail:
         `toRecipients` or `message.toRecipients`, exactly one of them (400). The forward carries
         the original's attachments and is saved in Sent Items."""
         mailbox = self.mailbox(user)
+        record = self._forward_record(mailbox, user, message_id, comment, to, message)
+        self._check_recipients(record)
+        self._stamp_sent(mailbox, record)
+        self._store(mailbox, record, mailbox.well_known["sentitems"])
+        self._deliver(mailbox, record, "forward", comment or "")
+        return record
+
+    def create_forward(
+        self,
+        user: User | str,
+        message_id: str,
+        *,
+        comment: str | None = None,
+        to: Sequence[dict[str, Any]] | None = None,
+        message: dict[str, Any] | None = None,
+    ) -> MessageRecord:
+        """POST /messages/{id}/createForward: the forward as a draft in Drafts (the same rules
+        for comment, body and recipients as `forward`; the body quotes the original and the
+        original's attachments are copied onto it). Recipients are checked when it is sent;
+        `send_draft` sends it as a forward (`SentEntry.kind`) with its comment."""
+        mailbox = self.mailbox(user)
+        record = self._forward_record(mailbox, user, message_id, comment, to, message)
+        now = _second(self.ctx.clock.now())
+        record.is_draft, record.is_read = True, True
+        record.received = record.sent = now
+        self._forward_comments[record.key] = comment or ""
+        return self._store(mailbox, record, mailbox.well_known["drafts"])
+
+    def _forward_record(
+        self,
+        mailbox: MailMailbox,
+        user: User | str,
+        message_id: str,
+        comment: str | None,
+        to: Sequence[dict[str, Any]] | None,
+        message: dict[str, Any] | None,
+    ) -> MessageRecord:
+        """The forward of a message, not yet stored: `FW: subject`, the recipients, the comment
+        above the quoted original, the original's attachments (copies)."""
         original = self.find(user, message_id)
         message = dict(message or {})
         if comment is not None and message.get("body") is not None:
@@ -751,10 +798,6 @@ class Mail:
         record.attachments = [a.copy() for a in original.attachments] + [
             self._attachment(a, limit=True) for a in _attachment_list(message)
         ]
-        self._check_recipients(record)
-        self._stamp_sent(mailbox, record)
-        self._store(mailbox, record, mailbox.well_known["sentitems"])
-        self._deliver(mailbox, record, "forward", comment or "")
         return record
 
     def _recipient(self, value: Any) -> Address:

@@ -289,6 +289,7 @@ class EmulatorWorld:
                 to=tuple(a.address for a in entry.record.to),
                 subject=entry.record.subject,
                 attachment_names=tuple(a.name for a in entry.record.attachments),
+                comment=entry.comment,
                 attachment_sizes=tuple(a.size for a in entry.record.attachments),
             )
             for entry in self._mail.sent_mail(mailbox)

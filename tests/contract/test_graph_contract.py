@@ -666,7 +666,10 @@ async def test_forward_and_send_mail_leave_the_mailbox(graph: GraphHarness) -> N
     mailbox = await _mailbox(graph)
     await graph.world.add_mail_folder(mailbox, "Inbox")
     message_id = await graph.world.deliver_mail(mailbox, "Inbox", "no attachment", "x@supplier.example")
-    await graph.gateway.forward_message(mailbox, message_id, ["erp@customer.example"], "No attachment found")
+    draft = await graph.gateway.create_forward(
+        mailbox, message_id, ["erp@customer.example"], "No attachment found"
+    )
+    await graph.gateway.send_draft(mailbox, draft.id)
     await graph.gateway.send_mail(
         mailbox, OutgoingMail(subject="Receipt", body="Thanks", to=("host@customer.example",))
     )
@@ -676,6 +679,72 @@ async def test_forward_and_send_mail_leave_the_mailbox(graph: GraphHarness) -> N
         ("send", ("host@customer.example",)),
     ]
     assert sent[1].subject == "Receipt"
+
+
+@mail_contract
+async def test_a_forward_is_a_draft_until_sent_and_its_id_then_names_the_sent_forward(
+    graph: GraphHarness,
+) -> None:
+    """GIVEN a mail with a file WHEN its forward is made (createForward) THEN it is a draft in
+    Drafts, "FW: subject", carrying the file, and nothing has left the mailbox; WHEN the draft is
+    sent THEN it leaves once as a forward with the comment, and the draft's id names a sent
+    message (not a draft) — how the importer learns after a crash that a forward went — which
+    cannot be sent again."""
+    mailbox = await _mailbox(graph)
+    await graph.world.add_mail_folder(mailbox, "Inbox")
+    drafts = await graph.gateway.resolve_folder_path(mailbox, "Drafts")
+    sheet = SeedAttachment("costs.xlsx", "application/vnd.ms-excel", b"PK\x03\x04 costs")
+    message_id = await graph.world.deliver_mail(mailbox, "Inbox", "Invoice 7", "x@supplier.example", [sheet])
+    draft = await graph.gateway.create_forward(mailbox, message_id, ["erp@customer.example"], "No document")
+    assert draft.id != message_id
+    assert (draft.is_draft, draft.subject, draft.parent_folder_id) == (True, "FW: Invoice 7", drafts.id)
+    assert [a.name for a in await graph.gateway.list_attachments(mailbox, draft.id)] == ["costs.xlsx"]
+    assert (await graph.gateway.get_message(mailbox, draft.id)).is_draft
+    assert await graph.world.sent_mail(mailbox) == []
+
+    await graph.gateway.send_draft(mailbox, draft.id)
+    [sent] = await graph.world.sent_mail(mailbox)
+    assert (sent.kind, sent.to, sent.subject, sent.attachment_names, sent.comment) == (
+        "forward",
+        ("erp@customer.example",),
+        "FW: Invoice 7",
+        ("costs.xlsx",),
+        "No document",
+    )
+    assert not (await graph.gateway.get_message(mailbox, draft.id)).is_draft
+    with pytest.raises(BadRequest):
+        await graph.gateway.send_draft(mailbox, draft.id)  # sent already: never twice
+    assert len(await graph.world.sent_mail(mailbox)) == 1
+    assert (await graph.gateway.get_message(mailbox, message_id)).subject == "Invoice 7"  # untouched
+
+
+@mail_contract
+async def test_a_forward_draft_given_up_is_deleted_and_never_sent(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    inbox = await graph.world.add_mail_folder(mailbox, "Inbox")
+    message_id = await graph.world.deliver_mail(mailbox, "Inbox", "no attachment", "x@supplier.example")
+    draft = await graph.gateway.create_forward(mailbox, message_id, ["erp@customer.example"], "x")
+    await graph.gateway.delete_message(mailbox, draft.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.get_message(mailbox, draft.id)
+    with pytest.raises(NotFound):
+        await graph.gateway.send_draft(mailbox, draft.id)
+    assert await graph.world.sent_mail(mailbox) == []
+    assert [m.id async for m in graph.gateway.list_messages(mailbox, inbox)] == [message_id]
+
+
+@mail_contract
+async def test_a_forward_of_a_missing_mail_or_to_a_bad_address_is_refused(graph: GraphHarness) -> None:
+    mailbox = await _mailbox(graph)
+    await graph.world.add_mail_folder(mailbox, "Inbox")
+    message_id = await graph.world.deliver_mail(mailbox, "Inbox", "no attachment", "x@supplier.example")
+    with pytest.raises(BadRequest):
+        await graph.gateway.create_forward(mailbox, message_id, ["not an address"])
+    with pytest.raises(BadRequest):
+        await graph.gateway.create_forward(mailbox, message_id, [])
+    await graph.gateway.delete_message(mailbox, message_id)
+    with pytest.raises(NotFound):
+        await graph.gateway.create_forward(mailbox, message_id, ["erp@customer.example"])
 
 
 @mail_contract

@@ -1,8 +1,10 @@
 """Sending and tracking mail through the real msgraph-sdk and azure-identity: forward (delivered
 to a tenant user's Inbox, recorded in Sent Items, external recipients in the outbox; comment and
-message.body together refused), sendMail (202, delivered), a draft with a 4 MB attachment
-uploaded in chunks to the pre-authenticated URL and then sent, and message delta per folder
-(paged first round, then only the changes; moved-out mail as @removed; expired state 410)."""
+message.body together refused), createForward (a draft in Drafts quoting the original, with its
+attachments; sent, it is the forward, in Sent Items under the same id), sendMail (202,
+delivered), a draft with a 4 MB attachment uploaded in chunks to the pre-authenticated URL and
+then sent, and message delta per folder (paged first round, then only the changes; moved-out mail
+as @removed; expired state 410)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ from msgraph.generated.models.recipient import Recipient
 from msgraph.generated.users.item.mail_folders.item.messages.delta.delta_get_response import DeltaGetResponse
 from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (  # noqa: E501
     CreateUploadSessionPostRequestBody,
+)
+from msgraph.generated.users.item.messages.item.create_forward.create_forward_post_request_body import (
+    CreateForwardPostRequestBody,
 )
 from msgraph.generated.users.item.messages.item.forward.forward_post_request_body import (
     ForwardPostRequestBody,
@@ -125,6 +130,114 @@ async def test_forward_with_both_comment_and_message_body_is_refused(seed: Seed)
     assert refused.value.response_status_code == 400
     assert await _inbox_subjects(seed, seed.megan.id) == []
     assert _mail(seed).sent_mail() == []
+
+
+async def test_create_forward_makes_a_draft_whose_send_is_the_forward(seed: Seed) -> None:
+    """GIVEN a mail with a PDF in Adele's Inbox WHEN she creates its forward (createForward, with
+    immutable ids) with a comment to Megan and an outside address THEN 201 with a draft in Drafts:
+    "FW: ...", the comment above the quoted original, the PDF copied onto it; nothing has left.
+    WHEN the draft is sent THEN 202; Megan gets the forward with the PDF; the draft's id now names
+    it in Sent Items, no longer a draft; one forward with the comment is logged; a second send is
+    refused (400) and delivers nothing."""
+    pdf = os.urandom(10_000)
+    message_id = _mail(seed).deliver_mail(
+        seed.adele.id,
+        subject="Invoice 10",
+        body="the original text",
+        attachments=[file("invoice.pdf", pdf, "application/pdf")],
+    )
+    me = seed.user_client(seed.adele.id)
+    created = await native(
+        me.messages.by_message_id(message_id).create_forward.post(
+            CreateForwardPostRequestBody(
+                comment="For the books", to_recipients=_to(seed.megan.mail, "accounting@fabrikam.example")
+            ),
+            request_configuration=config(headers=IMMUTABLE, native=True),
+        )
+    )
+    assert created.status_code == 201
+    draft_id = created.json()["id"]
+    draft = await me.messages.by_message_id(draft_id).get(request_configuration=config(headers=IMMUTABLE))
+    assert draft is not None
+    assert (draft.is_draft, draft.subject) == (True, "FW: Invoice 10")
+    drafts = await me.mail_folders.by_mail_folder_id("drafts").get()
+    assert drafts is not None
+    assert draft.parent_folder_id == drafts.id
+    assert draft.body is not None
+    content = str(draft.body.content)
+    assert content.index("For the books") < content.index("the original text")
+    assert [r.email_address.address for r in draft.to_recipients or [] if r.email_address] == [
+        seed.megan.mail,
+        "accounting@fabrikam.example",
+    ]
+    copied = await me.messages.by_message_id(draft_id).attachments.get()
+    assert copied is not None
+    (attachment,) = copied.value or []
+    assert isinstance(attachment, FileAttachment)
+    assert (attachment.name, attachment.content_bytes) == ("invoice.pdf", pdf)
+    assert _mail(seed).sent_mail() == []
+    assert await _inbox_subjects(seed, seed.megan.id) == []
+
+    sent = await native(
+        me.messages.by_message_id(draft_id).send.post(request_configuration=config(native=True))
+    )
+    assert sent.status_code == 202
+    assert await _inbox_subjects(seed, seed.megan.id) == ["FW: Invoice 10"]
+    in_sent_items = await me.messages.by_message_id(draft_id).get(
+        request_configuration=config(headers=IMMUTABLE)
+    )
+    assert in_sent_items is not None
+    assert in_sent_items.is_draft is False
+    sent_items = await me.mail_folders.by_mail_folder_id("sentitems").get()
+    assert sent_items is not None
+    assert in_sent_items.parent_folder_id == sent_items.id
+    log = _mail(seed).sent_mail(seed.adele.id)
+    assert [(e.kind, e.external, e.comment) for e in log] == [
+        ("forward", ["accounting@fabrikam.example"], "For the books")
+    ]
+    assert [a.name for a in log[0].record.attachments] == ["invoice.pdf"]
+
+    with pytest.raises(ODataError) as again:
+        await me.messages.by_message_id(draft_id).send.post()
+    assert again.value.response_status_code == 400
+    assert len(_mail(seed).sent_mail()) == 1
+    assert await _inbox_subjects(seed, seed.megan.id) == ["FW: Invoice 10"]
+
+
+async def test_create_forward_follows_forwards_rules_and_a_deleted_draft_never_goes(seed: Seed) -> None:
+    """createForward refuses a comment with message.body, and recipients given twice or not at
+    all (400, no draft made); a draft deleted before its send is gone (404) and nothing leaves."""
+    message_id = _mail(seed).deliver_mail(seed.adele.id, subject="Rules")
+    me = seed.user_client(seed.adele.id)
+    forward = me.messages.by_message_id(message_id).create_forward
+    for body in (
+        CreateForwardPostRequestBody(
+            comment="a comment",
+            to_recipients=_to(seed.megan.mail),
+            message=Message(body=ItemBody(content_type=BodyType.Text, content="and a body")),
+        ),
+        CreateForwardPostRequestBody(comment="no recipients"),
+        CreateForwardPostRequestBody(
+            to_recipients=_to(seed.megan.mail), message=Message(to_recipients=_to(seed.megan.mail))
+        ),
+    ):
+        with pytest.raises(ODataError) as refused:
+            await forward.post(body)
+        assert refused.value.response_status_code == 400
+    assert _mail(seed).messages(seed.adele.id, "drafts") == []
+
+    draft = await forward.post(
+        CreateForwardPostRequestBody(comment="x", to_recipients=_to(seed.megan.mail)),
+        request_configuration=config(headers=IMMUTABLE),
+    )
+    assert draft is not None
+    assert draft.id
+    await me.messages.by_message_id(draft.id).delete()
+    with pytest.raises(ODataError) as gone:
+        await me.messages.by_message_id(draft.id).send.post()
+    assert gone.value.response_status_code == 404
+    assert _mail(seed).sent_mail() == []
+    assert await _inbox_subjects(seed, seed.megan.id) == []
 
 
 async def test_send_mail_answers_202_and_delivers(seed: Seed) -> None:

@@ -256,12 +256,13 @@ STEPS = {
     "staged-recorded": "the ledger says staged, the host has not heard",
     "announced": "document.imported is in the outbox, the ledger does not know yet",
     "announced-recorded": "the ledger says announced",
+    "forward-drafted": "the forward's draft is in Drafts and its id in the ledger; it is not sent",
     "forward-recorded": "Graph forwarded the mail and the ledger says so; mail.forwarded not emitted",
     "forward-announced": "mail.forwarded is in the outbox; the mail is not moved",
     "moved": "Graph moved the mail to the archive; the ledger does not know yet",
     "archived": "the ledger says archived",
 }
-FORWARD_ACCEPTED = "forward-accepted"  # Graph forwarded; the ledger does not know yet
+FORWARD_ACCEPTED = "forward-accepted"  # Graph sent the forward's draft; the ledger does not know yet
 
 
 def _inject_crash(monkeypatch: pytest.MonkeyPatch, step: str, armed: dict[str, bool]) -> None:
@@ -283,8 +284,8 @@ def _inject_crash(monkeypatch: pytest.MonkeyPatch, step: str, armed: dict[str, b
     def emitted(kind: str) -> Callable[..., bool]:
         return lambda tenant, events, **k: events[0].type == kind
 
-    def step_named(name: str) -> Callable[..., bool]:
-        return lambda config, message_id, step, *a, **k: step == name
+    def step_named(name: str, status: LedgerStatus = LedgerStatus.DONE) -> Callable[..., bool]:
+        return lambda config, message_id, step, done, *a, **k: step == name and done is status
 
     if step == "staged":
         crash_after(AzureDocumentStore, "stage")
@@ -294,8 +295,10 @@ def _inject_crash(monkeypatch: pytest.MonkeyPatch, step: str, armed: dict[str, b
         crash_after(Outbox, "emit_many", emitted("document.imported"))
     elif step == "announced-recorded":
         crash_after(Repository, "upsert", ledger(LedgerStatus.ANNOUNCED))
+    elif step == "forward-drafted":
+        crash_after(MailImporter, "_step", step_named("forward", LedgerStatus.PENDING))
     elif step == FORWARD_ACCEPTED:
-        crash_after(GraphApiGateway, "forward_message")
+        crash_after(GraphApiGateway, "send_draft")
     elif step == "forward-recorded":
         crash_after(MailImporter, "_step", step_named("forward"))
     elif step == "forward-announced":
@@ -367,21 +370,14 @@ async def test_r2_the_worker_failing_after_each_step_then_the_queue_retry_delive
     await _crash_then_retry(start_bridge, monkeypatch, record_property, step)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the documented window: Graph's one-shot /forward leaves nothing to look up, so the retry "
-        "forwards the mail again; closing it needs a draft-based forward in core/graph and the "
-        "Graph emulator"
-    ),
-)
 async def test_r2_the_worker_failing_right_after_graph_accepted_a_forward_then_the_retry_forwards_it_once(
     start_bridge: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
     record_property: Callable[[str, Any], None],
 ) -> None:
-    """R2 at the one boundary the importer's docstring leaves open: Graph accepted the forward,
-    the ledger never heard. Every mail must still be forwarded once."""
+    """R2 at the boundary Graph's one-shot forward left open: Graph accepted the send of the
+    forward's draft, the ledger never heard. The retry reads the recorded draft, sees it sent, and
+    every mail is still forwarded once."""
     await _crash_then_retry(start_bridge, monkeypatch, record_property, FORWARD_ACCEPTED)
 
 

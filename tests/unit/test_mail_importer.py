@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core.graph.errors import ConsentMissing, GraphUnavailable, Throttled
+from core.graph.errors import BadRequest, ConsentMissing, GraphUnavailable, Throttled
 from core.graph.fake import InMemoryGraph, SeedAttachment
 from core.graph.model import AttachmentKind
 from core.host import InMemoryDeliveryQueue, Outbox
@@ -28,7 +28,14 @@ from core.mail.importer import (
 from core.mail.staging import InMemoryDocumentStore
 from core.store import memory_tables
 from core.store.memory_table import MemoryTableStore
-from core.store.records import MailImport, MailImportState, MailLedgerEntry, SyncStatus, Tenant
+from core.store.records import (
+    LedgerStatus,
+    MailImport,
+    MailImportState,
+    MailLedgerEntry,
+    SyncStatus,
+    Tenant,
+)
 from tests.unit.calendar_world import Clock
 from tests.unit.crash_points import TABLE_OPERATIONS, Boundaries, Killed
 
@@ -201,13 +208,13 @@ async def test_r2_a_crash_after_each_named_step_then_a_rerun_delivers_each_docum
     elif step == "announced":
         crash_after(world.outbox, "emit_many")
     elif step == "forwarded":
-        # after the forward and its ledger row: the step boundary (between the two is the one
-        # window the module's docstring names)
+        # after the forward's draft was sent and the ledger recorded it (the boundaries between,
+        # the draft made and the send accepted: `test_r2_mail_import_killed_…` below)
         real_step = importer._step
 
         async def step_then_crash(config: Any, message_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
             result = await real_step(config, message_id, name, *args, **kwargs)
-            if name == "forward" and armed["on"]:
+            if name == "forward" and args[0] is LedgerStatus.DONE and armed["on"]:
                 armed["on"] = False
                 raise Crash("forwarded")
             return result
@@ -244,6 +251,96 @@ async def test_graph_faults_mid_run_fail_the_run_and_the_retry_completes_it(worl
     imported = sorted(e["data"]["fileName"] for e in await world.events() if e["type"] == "document.imported")
     assert imported == [f"invoice-{n}.pdf" for n in range(4)]
     assert world.folder(world.inbox.id) == []
+
+
+async def _forward_row(world: World) -> MailLedgerEntry:
+    [row] = [r async for r in world.tables.repo(MailLedgerEntry).list(TENANT) if r.step == "forward"]
+    return row
+
+
+async def test_a_forward_goes_as_a_draft_recorded_before_it_is_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The draft's id is in the ledger (pending) when Graph is asked to send it, and the row says
+    done after; the sent draft is the forward in Sent Items, with the explanation as comment."""
+    world.mail("Nothing attached")
+    seen: list[tuple[LedgerStatus, str | None]] = []
+    real_send = world.graph.send_draft
+
+    async def send(mailbox: str, message_id: str) -> None:
+        row = await _forward_row(world)
+        seen.append((row.status, row.draft_id))
+        assert row.draft_id == message_id
+        await real_send(mailbox, message_id)
+
+    monkeypatch.setattr(world.graph, "send_draft", send)
+    await world.run()
+    [(status, draft_id)] = seen
+    assert status is LedgerStatus.PENDING
+    row = await _forward_row(world)
+    assert (row.status, row.draft_id) == (LedgerStatus.DONE, draft_id)
+    assert draft_id is not None
+    sent = await world.graph.get_message(BOX, draft_id)
+    assert not sent.is_draft
+    [forward] = world.graph.sent_mail(BOX)
+    assert (forward.kind, forward.subject, forward.to) == (
+        "forward",
+        "FW: Nothing attached",
+        ("accounts@acme.example",),
+    )
+    assert "without an attachment to register" in forward.comment
+
+
+async def test_a_recorded_forward_draft_deleted_in_outlook_is_made_again_and_sent_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The draft was made and recorded, the worker died before sending it, and a person deleted
+    it from Drafts: it never went, so the rerun makes a new one and the mail is forwarded once."""
+    world.mail("Nothing attached")
+    importer = world.importer()
+
+    async def died(mailbox: str, message_id: str) -> None:
+        raise Crash("before the send")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.graph, "send_draft", died)
+        with pytest.raises(Crash):
+            await world.run(importer)
+    first = (await _forward_row(world)).draft_id
+    assert first is not None
+    await world.graph.delete_message(BOX, first)
+    world.clock.advance(LEASE)
+    await world.run(importer)
+    row = await _forward_row(world)
+    assert row.status is LedgerStatus.DONE
+    assert row.draft_id not in (None, first)
+    assert [s.subject for s in world.graph.sent_mail(BOX)] == ["FW: Nothing attached"]
+    assert [e["data"]["subject"] for e in await world.events() if e["type"] == "mail.forwarded"] == [
+        "Nothing attached"
+    ]
+
+
+async def test_a_mail_given_up_leaves_no_unsent_forward_draft(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph refuses every send of the forward's draft: the mail is tried MAX_MAIL_ATTEMPTS
+    times with the one draft (never a second), then reported, and the draft deleted."""
+    world.mail("Nothing attached")
+
+    async def refused(mailbox: str, message_id: str) -> None:
+        raise BadRequest("send_draft: 400 ErrorInvalidRecipients", mailbox=mailbox, status=400)
+
+    monkeypatch.setattr(world.graph, "send_draft", refused)
+    for _ in range(MAX_MAIL_ATTEMPTS + 1):
+        await world.run()
+    drafts = world.graph.messages_in(BOX, (await world.graph.resolve_folder_path(BOX, "Drafts")).id)
+    assert drafts == []
+    assert world.graph.sent_mail(BOX) == []
+    assert [c for c in world.graph.calls if c[0] == "create_forward"] == [("create_forward", BOX)]
+    assert world.folder(world.inbox.id) == ["Nothing attached"]
+    [failed] = [e["data"] for e in await world.events() if e["type"] == "mail.import_failed"]
+    assert failed["attempts"] == MAX_MAIL_ATTEMPTS
+    assert [e for e in await world.events() if e["type"] == "mail.forwarded"] == []
 
 
 async def test_a_mail_that_keeps_failing_is_left_in_place_and_reported_once(world: World, monkeypatch):
@@ -415,10 +512,10 @@ async def test_a_long_retry_after_re_queues_the_request_instead_of_failing_it(wo
 
 # --- R2: killed at every step boundary ----------------------------------------------------------
 
-# The one boundary the importer's docstring leaves open: Graph accepted the forward and the
-# process died before the ledger recorded it. Graph's one-shot `forward` action leaves nothing
-# to look up afterwards, so the rerun forwards the mail again (see the xfail test below).
-FORWARD_ACCEPTED = "graph.forward_message"
+# The boundary Graph's one-shot `forward` left open: Graph accepted the forward (now: the send of
+# the forward's draft) and the process died before the ledger recorded it. The draft's id, recorded
+# before the send, lets the rerun see that it went (tested on its own below).
+FORWARD_ACCEPTED = "graph.send_draft"
 LOGO = SeedAttachment("logo.png", "image/png", b"\x89PNG logo", is_inline=True, content_id="logo")
 DOCUMENTS = {"invoice-1.pdf": b"%PDF invoice one", "invoice-2.pdf": b"%PDF invoice two"}
 MAILS = {"Two invoices": "archived", "Nothing attached": "forwarded", "A spreadsheet": "forwarded"}
@@ -448,7 +545,9 @@ def instrument_mail(world: World, boundaries: Boundaries, patch: pytest.MonkeyPa
     patch.setattr(world.graph, "move_message", counted_move)
     for name in ("_list_messages", "list_attachments", "_stream_attachment", "move_message"):
         boundaries.wrap(patch, world.graph, name, f"graph.{name.lstrip('_')}")
-    boundaries.wrap(patch, world.graph, "forward_message", FORWARD_ACCEPTED)
+    for name in ("create_forward", "get_message", "delete_message"):
+        boundaries.wrap(patch, world.graph, name, f"graph.{name}")
+    boundaries.wrap(patch, world.graph, "send_draft", FORWARD_ACCEPTED)
     boundaries.wrap(patch, world.documents, "stage", "documents.stage")
     boundaries.wrap(patch, world.documents, "download_url", "documents.download_url")
     boundaries.wrap(patch, InMemoryDeliveryQueue, "nudge", "queue.nudge")
@@ -536,11 +635,11 @@ async def test_r2_mail_import_killed_at_every_step_boundary_then_rerun_delivers_
 ) -> None:
     """R2: the import of three mails (two PDFs and a signature logo; nothing attached; only a
     disallowed file) killed right after each of its step boundaries — every table read and
-    write (lease, ledger, outbox, runs), every Graph call (list, attachments, each stream,
-    forward, move), each document staged and each download URL, each queue nudge — then rerun
-    once the dead worker's lease ran out → every document delivered exactly once, every mail
-    archived or forwarded once, none lost. The boundary right after Graph accepted a forward
-    is the documented window, tested on its own below."""
+    write (lease, ledger, outbox, runs), every Graph call (list, attachments, each stream, the
+    forward's draft made, move), each document staged and each download URL, each queue nudge —
+    then rerun once the dead worker's lease ran out → every document delivered exactly once,
+    every mail archived or forwarded once, none lost. The boundary right after Graph accepted a
+    forward's send (the window Graph's one-shot forward left open) is tested on its own below."""
     labels = await mail_boundaries(monkeypatch)
     assert {"graph.list_messages", "graph.stream_attachment", "documents.stage", FORWARD_ACCEPTED} <= set(
         labels
@@ -567,15 +666,6 @@ async def test_r2_mail_import_killed_at_every_step_boundary_then_rerun_delivers_
     assert problems == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the documented window: Graph's one-shot /forward leaves nothing to look up, so a crash "
-        "between Graph accepting it and the ledger row forwards the mail again. Closing it needs "
-        "a draft-based forward (createForward + send, the draft id recorded first) in the Graph "
-        "port, gateway, fake and emulator (core/graph, devtools/graph_emulator)"
-    ),
-)
 async def test_r2_mail_import_killed_right_after_graph_accepted_a_forward_then_rerun_forwards_it_once(
     monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, Any], None]
 ) -> None:
