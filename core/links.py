@@ -195,7 +195,7 @@ class LinkService:
         return saved, current is None
 
     async def get(self, resource_id: str) -> ResourceLink:
-        link = await self.links.get(*self._key(resource_id)) if _plausible(resource_id) else None
+        link = await self.links.get(*self._key(resource_id)) if plausible_resource_id(resource_id) else None
         if link is None:
             raise ItemNotFound(f"Resource '{resource_id}' does not exist.")
         return link
@@ -243,7 +243,7 @@ class LinkService:
         self, *, after: str | None = None, limit: int = 100
     ) -> tuple[list[ResourceLink], str | None]:
         """One page in resource-id order, and the cursor of the next page (None at the end)."""
-        if after is not None and not _plausible(after):
+        if after is not None and not plausible_resource_id(after):
             raise InvalidInput.one(
                 "after", "is not a resource id (use the `next` value of the previous page)"
             )
@@ -261,7 +261,9 @@ class LinkService:
         return page, page[-1].resource_id if more and page else None
 
 
-def _plausible(resource_id: str) -> bool:
+def plausible_resource_id(resource_id: str) -> bool:
+    """Whether `resource_id` could name a resource at all. One that cannot (too long for a row
+    key, control characters) is not looked up: it is simply not there, a 404."""
     try:
         valid_resource_id(resource_id)
     except ValueError:

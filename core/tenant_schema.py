@@ -127,8 +127,9 @@ class TenantPatch(ApiModel):
 
 
 class RotateIn(ApiModel):
-    # 0 revokes the previous keys at once (a leaked key); absent = API_KEY_GRACE_HOURS.
-    grace_hours: float | None = Field(None, ge=0, le=MAX_GRACE_HOURS)
+    # 0 revokes the previous keys at once (a leaked key); absent = API_KEY_GRACE_HOURS. Strict:
+    # `false` or "0" must not be read as 0 and revoke every key.
+    grace_hours: float | None = Field(None, ge=0, le=MAX_GRACE_HOURS, strict=True)
 
 
 def _credential_problems(

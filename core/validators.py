@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 import zoneinfo
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
@@ -55,6 +56,27 @@ def plain_text(value: str) -> str:
     if _SURROGATE.search(value):
         raise ValueError("must be valid Unicode text")
     return value
+
+
+# The dates Exchange keeps calendars between: Graph refuses events and calendar views outside
+# them (and near years 1 and 9999 Python's datetime runs out once a zone or a window is applied).
+CALENDAR_EARLIEST = date(1601, 1, 1)
+CALENDAR_LATEST = date(4500, 8, 31)
+CALENDAR_RANGE = f"between {CALENDAR_EARLIEST} and {CALENDAR_LATEST}"
+
+
+def in_calendar_range(moment: date) -> bool:
+    """Whether a date lies in the range, or a date-time both as written and in UTC (checked in
+    that order, so the conversion cannot overflow)."""
+    if (
+        not CALENDAR_EARLIEST
+        <= (moment.date() if isinstance(moment, datetime) else moment)
+        <= CALENDAR_LATEST
+    ):
+        return False
+    if isinstance(moment, datetime) and moment.tzinfo is not None:
+        return CALENDAR_EARLIEST <= moment.astimezone(UTC).date() <= CALENDAR_LATEST
+    return True
 
 
 # --- ids ---------------------------------------------------------------------------------------

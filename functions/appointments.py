@@ -4,6 +4,7 @@
 import azure.functions as func
 
 from core.bootstrap import container
+from core.calendar.changes import plausible_appointment
 from core.calendar.push import row_view
 from core.calendar.push_queue import PUSH_QUEUE, ApplyRequest, decode
 from core.request_errors import ItemNotFound
@@ -28,8 +29,12 @@ async def push_appointments(req: func.HttpRequest, ctx: TenantContext) -> func.H
 @tenant_endpoint
 async def get_appointment(req: func.HttpRequest, ctx: TenantContext) -> func.HttpResponse:
     resource_id, host_id = req.route_params["resourceId"], req.route_params["hostAppointmentId"]
-    row = await ctx.app.tables.repo(HostAppointment).get(
-        *HostAppointment.key(ctx.tenant_id, resource_id, host_id)
+    row = (
+        await ctx.app.tables.repo(HostAppointment).get(
+            *HostAppointment.key(ctx.tenant_id, resource_id, host_id)
+        )
+        if plausible_appointment(resource_id, host_id)
+        else None
     )
     if row is None:
         raise ItemNotFound(f"No appointment '{host_id}' was pushed for resource '{resource_id}'.")

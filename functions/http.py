@@ -8,6 +8,7 @@ parameter annotations when it indexes the app, so they stay real objects.
 import functools
 import json
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -207,7 +208,9 @@ def read_json(req: func.HttpRequest, *, optional: bool = False) -> Any:
             return {}
         raise MalformedRequest("The request needs a JSON body.")
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        return json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NumberOutOfRange:
+        raise MalformedRequest("The request body has a number too large to represent.") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise MalformedRequest("The request body is not valid JSON.") from None
 
@@ -215,3 +218,16 @@ def read_json(req: func.HttpRequest, *, optional: bool = False) -> Any:
 def _no_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON does not.
     raise ValueError(f"{name} is not JSON")
+
+
+class _NumberOutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    # A number beyond a double's range (1e400) is valid JSON text, but Python reads it as
+    # infinity, which no answer, event or table can carry as JSON: refuse it like Infinity.
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NumberOutOfRange(text[:20])
+    return value

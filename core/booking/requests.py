@@ -98,6 +98,7 @@ _EXECUTABLE = (b"MZ", b"\x7fELF", b"#!", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe
 
 _FILE_NAME_FORBIDDEN = re.compile(r'[\\/:*?"<>|]')
 _VALUE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # newlines and tabs are fine
+_VALUE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # a lone surrogate: JSON carries it, storage cannot
 
 
 def _file_name(value: str) -> str:
@@ -188,6 +189,8 @@ def _check_fields(fields: dict[str, FieldValue]) -> list[FieldProblem]:
                     where, f"must be at most {MAX_FIELD_VALUE} characters, without control characters"
                 )
             )
+        elif isinstance(value, str) and _VALUE_SURROGATE.search(value):
+            problems.append(FieldProblem(where, "must be valid Unicode text"))
         elif isinstance(value, float) and value != value:  # NaN cannot be stored or shown
             problems.append(FieldProblem(where, "must be a number"))
     if not problems and len(json.dumps(fields, ensure_ascii=False)) > MAX_FIELDS_JSON:

@@ -22,6 +22,7 @@ from core.request_errors import InvalidInput
 from core.store import Tables
 from core.store.records import BookingCalendar, SlotClaim, Tenant
 from core.timezones import zone_for
+from core.validators import CALENDAR_LATEST, CALENDAR_RANGE, in_calendar_range
 
 DEFAULT_DAYS = 31
 MAX_DAYS = 93
@@ -103,11 +104,15 @@ def slot_view(slot: Slot, config: BookingCalendar) -> dict[str, Any]:
 def _bound(name: str, raw: str, zone: tzinfo) -> datetime:
     try:
         if len(raw) == 10:
-            return datetime.combine(date.fromisoformat(raw), time(0), zone)
-        value = datetime.fromisoformat(raw)
+            value = datetime.combine(date.fromisoformat(raw), time(0), zone)
+        else:
+            value = datetime.fromisoformat(raw)
     except ValueError:
         raise InvalidInput.one(name, "must be a date (2026-03-01) or a date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=zone)
+    value = value if value.tzinfo else value.replace(tzinfo=zone)
+    if not in_calendar_range(value):
+        raise InvalidInput.one(name, f"must be {CALENDAR_RANGE}")
+    return value
 
 
 def window(
@@ -120,6 +125,10 @@ def window(
         _bound("from", start, zone) if start else datetime.combine(now.astimezone(zone).date(), time(0), zone)
     )
     to = _bound("to", end, zone) if end else frm + timedelta(days=DEFAULT_DAYS)
+    if not end and not in_calendar_range(to):
+        raise InvalidInput.one(
+            "from", f"must be {DEFAULT_DAYS} days before {CALENDAR_LATEST} when `to` is left out"
+        )
     if to <= frm:
         raise InvalidInput.one("to", "must be after from")
     if to - frm > timedelta(days=MAX_DAYS):

@@ -37,7 +37,15 @@ from core.request_errors import FieldProblem, InvalidInput, MalformedRequest, fi
 from core.store.limits import MAX_STRING_UNITS, utf16_units
 from core.store.records import PushOp
 from core.timezones import zone_for
-from core.validators import ApiModel, TimeZoneName, plain_text, valid_host_id, valid_resource_id
+from core.validators import (
+    CALENDAR_RANGE,
+    ApiModel,
+    TimeZoneName,
+    in_calendar_range,
+    plain_text,
+    valid_host_id,
+    valid_resource_id,
+)
 
 MAX_BATCH = 100
 MAX_SUBJECT = 255
@@ -55,6 +63,17 @@ _BODY_SPACE = re.compile(r"[\r\n\t]")
 def _host_appointment_id(value: str) -> str:
     # part of a row key, after a 32-character hash of the resource id and a separator
     return valid_host_id(value, reserve=40)
+
+
+def plausible_appointment(resource_id: str, host_appointment_id: str) -> bool:
+    """Whether the pair could name a pushed appointment (both ids as a change must have them).
+    One that cannot is not looked up: it is simply not there, a 404."""
+    try:
+        valid_resource_id(resource_id)
+        _host_appointment_id(host_appointment_id)
+    except ValueError:
+        return False
+    return True
 
 
 def _text(limit: int) -> AfterValidator:
@@ -134,6 +153,8 @@ class ChangeIn(ApiModel):
             raise ValueError(f"{missing} required for op upsert")
         if self.modified_at is not None and self.modified_at.tzinfo is None:
             raise ValueError("modifiedAt must carry a UTC offset (e.g. 2026-12-01T09:00:00Z)")
+        if self.modified_at is not None and not in_calendar_range(self.modified_at):
+            raise ValueError(f"modifiedAt must be {CALENDAR_RANGE}")
         return self
 
 
@@ -162,10 +183,21 @@ def _instant(raw: str, zone_name: str, name: str) -> datetime:
         if zone is None:  # pragma: no cover - the name was validated
             raise ValueError("timeZone is not a known zone")
         value = value.replace(tzinfo=zone)
+    if not in_calendar_range(value):
+        raise ValueError(f"{name} must be {CALENDAR_RANGE}")
     return value.astimezone(UTC)
 
 
 def _day(raw: str, name: str) -> date:
+    day = _date_of(raw)
+    if day is None:
+        raise ValueError(f"{name} of an all-day appointment must be a date such as 2026-12-01")
+    if not in_calendar_range(day):
+        raise ValueError(f"{name} must be {CALENDAR_RANGE}")
+    return day
+
+
+def _date_of(raw: str) -> date | None:
     if _DATE.fullmatch(raw):
         try:
             return date.fromisoformat(raw)
@@ -183,7 +215,7 @@ def _day(raw: str, name: str) -> date:
             0,
         ):
             return moment.date()
-    raise ValueError(f"{name} of an all-day appointment must be a date such as 2026-12-01")
+    return None
 
 
 def _times(item: ChangeIn, default_zone: str) -> tuple[dict[str, Any], list[FieldProblem]]:

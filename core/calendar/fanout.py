@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.calendar.requests import CalendarRef, SyncQueue, SyncRequest, Target, batches, linked_calendars
+from core.links import plausible_resource_id
 from core.request_errors import ItemNotFound
 from core.runs import Clock, RunHandle, track_run, utc_now
 from core.store import Tables
@@ -151,7 +152,11 @@ async def request_resource_sync(
 ) -> Requested:
     """Queue a sync of every down-linked calendar of one resource now. 404 when the resource
     is not linked; a resource with no down calendar is still accepted (its run says so)."""
-    link = await tables.repo(ResourceLink).get(*ResourceLink.key(tenant_id, resource_id))
+    link = (
+        await tables.repo(ResourceLink).get(*ResourceLink.key(tenant_id, resource_id))
+        if plausible_resource_id(resource_id)
+        else None
+    )
     if link is None:
         raise ItemNotFound(f"Resource '{resource_id}' is not linked.")
     run_id = uuid.uuid4().hex

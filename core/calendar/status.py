@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.links import plausible_resource_id
 from core.request_errors import ItemNotFound
 from core.store import Tables
 from core.store.records import CalendarSyncState, ResourceLink
@@ -15,7 +16,11 @@ def _iso(value: object) -> str | None:
 
 
 async def sync_status(tables: Tables, tenant_id: str, resource_id: str) -> dict[str, Any]:
-    link = await tables.repo(ResourceLink).get(*ResourceLink.key(tenant_id, resource_id))
+    link = (
+        await tables.repo(ResourceLink).get(*ResourceLink.key(tenant_id, resource_id))
+        if plausible_resource_id(resource_id)
+        else None
+    )
     if link is None:
         raise ItemNotFound(f"Resource '{resource_id}' is not linked.")
     states = tables.repo(CalendarSyncState)

@@ -193,7 +193,9 @@ class FunctionHost:
         self._started_at = time.monotonic()
         try:
             web_app = web.Application(client_max_size=MAX_REQUEST_BODY)
-            web_app.router.add_route("*", "/{tail:.*}", self._handle)
+            # every path, a percent-encoded newline (%0A) in it too: `.` would not match it, and
+            # aiohttp's own text/plain 404 would answer instead of the host's routing
+            web_app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
             self._runner = web.AppRunner(
                 web_app,
                 shutdown_timeout=self.shutdown_timeout,

@@ -156,7 +156,8 @@ class RouteTemplate:
         if len(set(names)) != len(names):
             raise FunctionHostError(f"route '{template}': a parameter name is used twice")
         try:
-            regex = re.compile(f"^{pattern}/?$", re.IGNORECASE)
+            # \Z, not $: `$` also matches before a final newline ("boom\n" is not "boom")
+            regex = re.compile(f"^{pattern}/?\\Z", re.IGNORECASE)
         except re.error as err:
             raise FunctionHostError(f"route '{template}': {err}") from None
         return cls(template=text, regex=regex, params=tuple(params), precedence=tuple(ranks))

@@ -376,6 +376,17 @@ async def test_http_raising_function_gives_500_and_unknown_routes_404(http_host)
             assert resp.status == 404, path
 
 
+async def test_http_a_path_with_an_encoded_newline_is_routed_by_the_host_like_any_other(http_host):
+    """GIVEN paths whose decoded form ends in a newline WHEN called THEN the host's own routing
+    answers (its empty-bodied 404, as for any unknown route), not aiohttp's text/plain 404, and a
+    literal route does not match with a newline after it."""
+    host, http = http_host
+    for path in ("/api/nope%0A", "/api/boom%0A", "/api/hello/World%0A"):
+        async with http.get(host.base_url + path) as resp:
+            assert resp.status == 404, path
+            assert await resp.read() == b"", path
+
+
 async def test_http_landing_page_and_host_status(http_host):
     host, http = http_host
     async with http.get(host.base_url + "/") as resp:

@@ -119,6 +119,35 @@ def test_the_window_is_read_in_the_calendars_zone_and_bounded():
             window(config(), frm, to, NOW)
 
 
+@pytest.mark.parametrize(
+    ("frm", "to"),
+    [
+        ("0001-01-01", None),
+        ("0001-01-01T00:00:00-14:00", None),
+        ("9999-12-31", None),
+        ("9999-12-31T23:59:59+14:00", None),
+        ("4500-08-31", None),
+        ("2026-03-01", "9999-12-31"),
+        ("1600-12-31", "1601-01-02"),
+    ],
+)
+def test_a_window_outside_the_dates_exchange_keeps_is_named_not_a_crash(frm: str, to: str | None):
+    """Found by the R4 fuzzing: `from=9999-12-31` overflowed Python's datetime once the default
+    31 days were added, and `from=0001-01-01` went to Graph, which refused it; both were 500s."""
+    with pytest.raises(InvalidInput) as invalid:
+        window(config(), frm, to, NOW)
+    assert invalid.value.problems[0].field in ("from", "to")
+
+
+def test_a_window_at_the_edges_of_the_dates_exchange_keeps_is_fine():
+    start, end = window(config(), "1601-01-02", "1601-02-01", NOW)
+    assert end - start > timedelta(days=29)
+    start, end = window(config(), "4500-07-01", None, NOW)
+    assert end.astimezone(OSLO).date().isoformat() == "4500-08-01"
+    start, end = window(config(), "4500-08-01", "4500-08-31", NOW)
+    assert end - start == timedelta(days=30)
+
+
 @pytest.fixture
 def service() -> tuple[BookingCalendarService, InMemoryGraph]:
     graph = InMemoryGraph()

@@ -159,6 +159,36 @@ def test_an_upsert_without_times_and_a_modified_time_without_offset_are_refused(
     assert "modifiedAt must carry a UTC offset" in problems(item(modifiedAt="2026-07-01T10:00:00"))[""]
 
 
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"start": "0001-01-01T00:00:00", "end": "0001-01-01T01:00:00"}, "start"),
+        ({"start": "9999-12-31T22:00:00-14:00", "end": "9999-12-31T23:00:00-14:00"}, "start"),
+        ({"start": "2026-07-01T10:00:00", "end": "9999-12-31T23:59:59"}, "end"),
+        ({"start": "1601-01-01T00:30:00", "end": "1601-01-01T01:00:00"}, "start"),  # 1600 in UTC
+        ({"isAllDay": True, "start": "0001-01-01", "end": "0001-01-02"}, "start"),
+        ({"isAllDay": True, "start": "2026-07-01", "end": "9999-12-31"}, "end"),
+    ],
+)
+def test_a_time_outside_the_dates_exchange_keeps_is_named_not_a_crash(fields: dict[str, Any], field: str):
+    """Found by the R4 fuzzing: a wall time in year 1 (or 9999 with an offset) overflowed
+    Python's datetime when converted to UTC, a 500."""
+    found = problems(item(**fields))
+    assert found[field] == f"{field} must be between 1601-01-01 and 4500-08-31", found
+
+
+@pytest.mark.parametrize(
+    "modified", ["0001-01-01T00:00:00+14:00", "1601-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+)
+def test_a_modified_time_outside_the_dates_exchange_keeps_is_refused(modified: str):
+    assert problems(item(modifiedAt=modified)) == {"": "modifiedAt must be between 1601-01-01 and 4500-08-31"}
+
+
+def test_the_last_day_exchange_keeps_is_fine():
+    change = validate_change(item(start="4500-08-31T10:00:00", end="4500-08-31T11:00:00"), "Europe/Oslo")
+    assert change.fields["end"] == "4500-08-31T09:00:00Z"
+
+
 def test_a_body_keeps_its_line_breaks():
     assert (
         validate_change(item(body="line one\r\nline two\tend"), "UTC").fields["body"]

@@ -26,6 +26,14 @@ def test_literal_segments_match_in_any_case_and_values_keep_theirs():
     assert match("orders/{id}", "orders/abc/extra") is None
 
 
+def test_a_final_newline_is_part_of_the_path_not_an_end_of_line():
+    """ASP.NET matches the whole decoded path: `boom%0A` is not `boom`, and a parameter keeps
+    the newline it was sent with (the app's validation decides about it)."""
+    assert match("boom", "boom\n") is None
+    assert match("orders/{id}/lines", "orders/7/lines\n") is None
+    assert match("orders/{id}", "orders/7\n") == {"id": "7\n"}
+
+
 def test_a_trailing_slash_is_ignored_and_an_empty_template_matches_the_root():
     assert match("orders/{id}", "orders/7/") == {"id": "7"}
     assert match("", "") == {}

@@ -13,6 +13,7 @@ from core.links import plan_link
 from core.request_errors import InvalidInput, MalformedRequest
 from core.store.records import CalendarScope, CredentialMode, Direction, Tenant
 from core.tenant_schema import (
+    RotateIn,
     TenantCreate,
     TenantPatch,
     client_secret_name,
@@ -299,3 +300,18 @@ def test_given_delegated_mode_then_a_client_secret_is_optional_and_kept_as_a_sec
     assert confidential.client_secret_name == client_secret_name("contoso")
     assert writes.set[client_secret_name("contoso")].get_secret_value() == SECRET
     assert SECRET not in repr(confidential)
+
+
+@pytest.mark.parametrize("hours", [False, True, "0", "24"])
+def test_a_rotation_grace_that_is_not_a_number_is_refused_not_read_as_one(hours: object) -> None:
+    """The document says `graceHours` is a number; lax parsing read `false` as 0, which revokes
+    every previous key at once (found by the R4 fuzzing's negative data)."""
+    with pytest.raises(InvalidInput) as invalid:
+        parse(RotateIn, {"graceHours": hours})
+    assert [p.field for p in invalid.value.problems] == ["graceHours"]
+
+
+def test_a_rotation_grace_in_hours_whole_or_not() -> None:
+    assert parse(RotateIn, {"graceHours": 0}).grace_hours == 0
+    assert parse(RotateIn, {"graceHours": 1.5}).grace_hours == 1.5
+    assert parse(RotateIn, {}).grace_hours is None
