@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -562,7 +563,12 @@ async def job_booking_slots(
     base = host.base_url + "/api/v1/tenants/contoso-demo"
     owner = demo.grady.user_principal_name
     calendar = demo.graph.calendar.create_calendar(demo.grady, "Bookable slots")
-    monday = datetime.now(UTC).date() + timedelta(days=7 - datetime.now(UTC).weekday())
+    # the next Monday in the booking calendar's own zone, at least 2 days away so the 1-day
+    # notice never hides it (late on a Sunday in UTC it is already Monday in Oslo)
+    today = datetime.now(ZoneInfo("Europe/Oslo")).date()
+    monday = today + timedelta(days=7 - today.weekday())
+    if (monday - today).days < 2:
+        monday += timedelta(days=7)
     for day, hour in ((0, 9), (0, 10), (0, 18), (5, 10)):  # Monday 9 and 10; 18:00 and Saturday filtered
         when = monday + timedelta(days=day)
         slot = {

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequenc
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from core.calendar.eventmap import write_entry
+from core.calendar.eventmap import UNSEEN, recheck, superseded, write_entry
 from core.calendar.payload import CalendarContext
 from core.calendar.planner import (
     Action,
@@ -244,7 +244,8 @@ class CalendarSync:
                 *(self._sync(tenant, link, target, run) for link, target in targets), return_exceptions=True
             )
             return [r if isinstance(r, BaseException) else None for r in one_by_one]
-        run.add("calendars_coalesced", sum(1 for state in held if state is None))
+        if coalesced := sum(1 for state in held if state is None):
+            run.add("calendars_coalesced", coalesced)
         leased = [(i, ctx, state) for i, (ctx, state) in enumerate(zip(contexts, held, strict=True)) if state]
         try:
             first = await self._first_pages(tenant, leased)
@@ -512,15 +513,59 @@ class CalendarSync:
             ):
                 yield page
 
+        reported: set[str] = set()
         async for page in pages():
             run.add("pages")
             rejected += page.rejected
+            reported.update(item.id for item in page.items)
             known = await self._lookup(ctx, {item.id for item in page.items})
             await self._apply_page(page, known, ctx, run)
             delta_link = page.delta_link or delta_link
         if rejected:
             raise _unreadable(rejected)
+        if ctx.writable:  # a calendar the push writes to: it may hold events no round has seen
+            await self._check_unseen(gateway, ctx, state, reported, run)
         return delta_link
+
+    async def _check_unseen(
+        self,
+        gateway: GraphGateway,
+        ctx: CalendarContext,
+        state: CalendarSyncState,
+        reported: set[str],
+        run: RunHandle,
+    ) -> None:
+        """Entries no round has confirmed (`core.calendar.eventmap`: UNSEEN) that this one did
+        not report either, their events read from Graph one by one. Delta reports changes
+        against what the last round saw, so an event the push made after it and a person
+        deleted before this one is never reported: gone, it is deleted at the host (which holds
+        it from appointment.pushed). Still there, it is in this round's view — delta reports
+        what happens to it from now on — and is marked seen; if it is not what the host was told
+        last (the host heard two states in the wrong order), it is sent again. An entry written
+        after this round took its lease is left for the next one: its event may be younger
+        than this round's view."""
+        began = state.last_run_at  # when the lease was taken, before this round's first request
+        scope = calendar_scope(ctx.resource_id, ctx.account, ctx.calendar)
+        low, high = EventMapEntry.calendar_range(scope)
+        unseen = [
+            entry
+            async for entry in self._map.list(
+                _partition(ctx), row_key_from=low, row_key_to=high, where={"change_key": UNSEEN}
+            )
+            if entry.event_id not in reported
+            and (began is None or (entry.updated_at is not None and entry.updated_at <= began))
+        ]
+        for entry in unseen:
+            try:
+                event = await gateway.get_event(ctx.account, entry.event_id)
+            except NotFound:
+                assert state.window_start is not None  # an incremental round's window is known
+                actions = plan_reconcile([_known(entry)], set(), state.window_start, ctx)
+            else:
+                # as a delta item: unchanged for the host (a Touch records its change key: seen),
+                # or not what the host was told last (an Upsert tells it again)
+                actions = plan_items([event], {entry.event_id: _known(entry)}, ctx)
+            await self._apply(actions, {entry.event_id: entry}, ctx, run)
 
     async def _full(
         self,
@@ -618,12 +663,17 @@ class CalendarSync:
     ) -> None:
         """Write one entry; if the push worker wrote it meanwhile, the newer state wins."""
         key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, wanted.event_id)
-        known[wanted.event_id] = await write_entry(
+        stored = await write_entry(
             self._map,
             key,
             known.get(wanted.event_id),
             lambda current: _entry(ctx, wanted, current, event, bridge, now),
         )
+        if event is not None and wanted.fingerprint and superseded(stored, wanted.last_modified):
+            # the upsert just emitted is older than what the push stored (and told the host)
+            # meanwhile: the host may hold this older state now (`core.calendar.eventmap`)
+            stored = await recheck(self._map, stored, wanted.fingerprint, now)
+        known[wanted.event_id] = stored
 
     async def _forget(self, ctx: CalendarContext, event_id: str, known: dict[str, EventMapEntry]) -> None:
         key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, event_id)
