@@ -15,7 +15,11 @@ calls these, and applies the actions in order.
 
 Host event ids are derived from the change they report (event id + change key + fingerprint
 for an upsert, event id + the last known change for a delete), so applying the same action
-twice — after a crash between the outbox write and the map write — emits one host event.
+twice — after a crash between the outbox write and the map write — emits one host event. An
+entry whose change key is `UNSEEN` (`core.calendar.eventmap`: no round has confirmed what the
+host holds) makes an upsert whose id also derives from the fingerprint the host was told last:
+the host may need to hear again a state it heard before, out of order, and an id it has seen
+already would be taken for that first telling.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from datetime import datetime
 
 from core.calendar.payload import CalendarContext, appointment, fingerprint
 from core.graph.model import Event, EventType, Removed
+
+# The change key of an event-map entry that no down round has confirmed (Graph's are never
+# empty); see `core.calendar.eventmap`.
+UNSEEN = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +145,9 @@ def plan_items(
                 actions.append(Touch(touched))
                 current[item.id] = touched
             continue
-        upsert = Upsert(
-            item, payload, digest, _event_id("up", ctx, item.id, item.change_key, digest), host_id
-        )
+        told = entry.fingerprint if entry is not None and entry.change_key == UNSEEN else None
+        host_event_id = _event_id("up", ctx, item.id, item.change_key, digest, *([told] if told else []))
+        upsert = Upsert(item, payload, digest, host_event_id, host_id)
         actions.append(upsert)
         current[item.id] = upsert.known
     return actions

@@ -46,14 +46,14 @@ from enum import StrEnum
 from typing import Any
 
 from core.calendar.changes import Change, changes_of, draft_of, parse_batch, prefixed
-from core.calendar.eventmap import write_entry
+from core.calendar.eventmap import UNSEEN, recheck, superseded, write_entry
 from core.calendar.payload import CalendarContext, appointment, fingerprint
 from core.calendar.push_queue import ApplyRequest, CleanupRequest, PushQueue, split
 from core.calendar.sync import Emitter, find_calendar_id
 from core.errors import NotFound as RowNotFound
 from core.errors import Reportable, StaleEtag, StoreUnavailable, describe
 from core.graph.errors import Conflict, GraphUnavailable, MalformedResponse, NotFound, Throttled
-from core.graph.model import Event, EventDraft, transaction_id
+from core.graph.model import Event, EventChanges, EventDraft, transaction_id
 from core.graph.port import GraphGateway
 from core.graph_access import GraphProvider
 from core.host import Emission
@@ -701,13 +701,22 @@ class AppointmentPush:
         `both`, the later modification wins; for `up` the host is the only source of truth."""
         assert row.event_id is not None
         conflict: dict[str, Any] | None = None
+        changes = changes_of(row.change)
         try:
             try:
                 event = await gateway.update_event(
-                    ctx.account, row.event_id, changes_of(row.change), if_match=row.change_key
+                    ctx.account, row.event_id, changes, if_match=row.change_key
                 )
             except Conflict:
                 current = await gateway.get_event(ctx.account, row.event_id)
+                if _shows(current, changes):
+                    # Outlook already shows this version. Typically it is the bridge's own
+                    # write: its answer was lost (a dropped connection, a timeout) and the
+                    # retry met it as a 412. Taken for an Outlook edit, it would "win" against
+                    # this version, the row would keep the stale change key, and every later
+                    # version would lose to it too (found by the R1 chaos run).
+                    await self._record(ctx, row, current, None)
+                    return Outcome(Result.UPDATED, _settle(row, PushStatus.APPLIED, None, current, ctx))
                 host_time = row.host_modified_at or row.accepted_at
                 conflict = {
                     "outlookModified": _iso(current.last_modified),
@@ -735,7 +744,7 @@ class AppointmentPush:
                     )
                 conflict["winner"] = "host"
                 event = await gateway.update_event(
-                    ctx.account, row.event_id, changes_of(row.change), if_match=current.change_key
+                    ctx.account, row.event_id, changes, if_match=current.change_key
                 )
         except NotFound:
             # deleted in Outlook; the host still has it (it sent a newer version): create again
@@ -796,9 +805,13 @@ class AppointmentPush:
                 event_id=event.id,
                 origin=Origin.BRIDGE,
             )
+            # An event no down round has seen yet — one this write created, or one created
+            # earlier and not seen since — stays UNSEEN, so a round that never hears of it
+            # checks it (`core.calendar.eventmap`); one a round saw keeps its real change key.
+            unseen = current is None or current.change_key == UNSEEN
             updates: dict[str, Any] = {
                 "host_appointment_id": row.host_appointment_id,
-                "change_key": event.change_key,
+                "change_key": UNSEEN if unseen else event.change_key,
                 "fingerprint": fingerprint(payload),
                 "version": row.version,
                 "start": event.start,
@@ -813,7 +826,11 @@ class AppointmentPush:
         # a created event has no entry yet (write_entry inserts, and re-reads only if the down
         # sync got there first); an updated one has: read it for its ETag
         read = None if tx is not None else await self._map.get(*key)
-        await write_entry(self._map, key, read, build)
+        stored = await write_entry(self._map, key, read, build)
+        if superseded(stored, event.last_modified):
+            # a down round stored (and told the host) a later Outlook state first; the
+            # appointment.pushed told after it would leave the host with this older one
+            await recheck(self._map, stored, fingerprint(payload), now)
 
     # --- telling the host -----------------------------------------------------------------
 
@@ -854,6 +871,25 @@ def _status_of(result: Result) -> str:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def _shows(event: Event, changes: EventChanges) -> bool:
+    """Whether the event already shows what `changes` writes, in what a person sees of an
+    appointment: subject, times, all-day, place, show-as, sensitivity, categories."""
+    seen = (event.subject, event.start, event.end, event.is_all_day, event.location, event.show_as)
+    wanted = (
+        changes.subject,
+        changes.start,
+        changes.end,
+        changes.is_all_day,
+        changes.location,
+        changes.show_as,
+    )
+    return (
+        seen == wanted
+        and event.sensitivity == changes.sensitivity
+        and tuple(event.categories) == tuple(changes.categories or ())
+    )
 
 
 def _same_target(row: HostAppointment, account: str, calendar: str) -> bool:
