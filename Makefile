@@ -12,7 +12,7 @@ PYCEP := pycep-parser==0.7.1
 # pip's configured find-links folders may not exist on a machine; the warnings are noise.
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: deps lint typecheck infra-scan unit test test-long demo host bench clean
+.PHONY: deps lint typecheck infra-scan unit test test-long demo host bench reliability clean
 
 $(PIP_INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ test-long: deps
 ## prints one table and rewrites each row's section of bench/RESULTS.md.
 bench: deps
 	$(PY) -m bench.run_all
+
+## make reliability: the R-row recorders (R1 chaos with 10,000 operations, R4 fuzzing, the named
+## R2-R8 tests); each rewrites its section of bench/RESULTS.md.
+reliability: deps
+	$(PY) -m bench.r1_chaos
+	$(PY) -m bench.r4_fuzz
+	$(PY) -m bench.reliability
 
 ## make demo: Azurite + the local Functions host on a demo tenant, running every built job.
 demo: deps
