@@ -13,12 +13,13 @@ from `appointment.pushed`. So its entry's change key is `UNSEEN` until a round r
 (the planner's `Touch` then stores the real one), and an incremental round reads the unseen
 entries it did not hear about from Graph (`CalendarSync._check_unseen`).
 
-The same check repairs the order the host heard things in. Each worker tells the host before it
-writes the map: when its write then finds a newer state stored (`superseded`), the host may
-have heard of that newer state first and of this worker's older one last — a down round's
+The same check repairs the order the host heard things in. A down round tells the host before
+it writes the map, the push after; so the host may hear an older state last — a round's
 `appointment.upserted` of what it read before a push, after the push's `appointment.pushed`
-of the next version, or the other way round. `recheck` then records what the host was told
-last and marks the entry unseen, so the next round sends the newer state if it differs.
+of the next version, or the push's news after a round's report of a later Outlook edit. The
+writer that notices — its write finds a newer state stored (`superseded`), or a round writes
+over what the push stored meanwhile — calls `recheck`: the entry records what the host may
+have been told last and is marked unseen, so the next round sends Outlook's state if it differs.
 """
 
 from __future__ import annotations

@@ -661,18 +661,28 @@ class CalendarSync:
         bridge: Mapping[str, EventTransaction] | None,
         now: datetime,
     ) -> None:
-        """Write one entry; if the push worker wrote it meanwhile, the newer state wins."""
+        """Write one entry; if the push worker wrote it meanwhile, the newer state wins. For an
+        upsert (already told the host), a push meanwhile may have put the host's news out of
+        order (`core.calendar.eventmap`): the entry is then marked for the next round."""
         key = EventMapEntry.key(ctx.tenant_id, ctx.resource_id, ctx.account, ctx.calendar, wanted.event_id)
-        stored = await write_entry(
-            self._map,
-            key,
-            known.get(wanted.event_id),
-            lambda current: _entry(ctx, wanted, current, event, bridge, now),
-        )
-        if event is not None and wanted.fingerprint and superseded(stored, wanted.last_modified):
-            # the upsert just emitted is older than what the push stored (and told the host)
-            # meanwhile: the host may hold this older state now (`core.calendar.eventmap`)
-            stored = await recheck(self._map, stored, wanted.fingerprint, now)
+        read = known.get(wanted.event_id)
+        pushed: list[EventMapEntry] = []  # what the push wrote since this round read the entry
+
+        def build(current: EventMapEntry | None) -> EventMapEntry:
+            if current is not None and (read is None or current.etag != read.etag):
+                pushed.append(current)
+            return _entry(ctx, wanted, current, event, bridge, now)
+
+        stored = await write_entry(self._map, key, read, build)
+        if event is not None and wanted.fingerprint:
+            if superseded(stored, wanted.last_modified):
+                # the upsert just emitted is older than what the push stored (and told the
+                # host) meanwhile: the host may hold this older state now
+                stored = await recheck(self._map, stored, wanted.fingerprint, now)
+            elif pushed and pushed[-1].fingerprint not in (None, wanted.fingerprint):
+                # the push wrote an older state over which this newer one went; its
+                # appointment.pushed may reach the host after this upsert
+                stored = await recheck(self._map, stored, pushed[-1].fingerprint or "", now)
         known[wanted.event_id] = stored
 
     async def _forget(self, ctx: CalendarContext, event_id: str, known: dict[str, EventMapEntry]) -> None:

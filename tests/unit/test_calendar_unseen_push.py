@@ -21,6 +21,7 @@ host with something Outlook does not show, for good or until the next full round
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -307,3 +308,73 @@ async def test_a_version_whose_patch_landed_unheard_is_not_taken_for_an_outlook_
         ("applied", "updated"),
     ]
     assert world.outlook_view()[event_id].subject == "Version 3"
+
+
+async def test_a_push_told_after_a_round_recorded_a_later_edit_over_it_is_corrected(
+    world: CalendarWorld,
+) -> None:
+    """GIVEN the host's new appointment, whose create lands in Outlook
+    WHEN, before the push worker records and tells it, a person moves the event and a down round
+    reports the move (its upsert, found through the transactionId) — the push then records its
+    own state, the round writes its later one over it, and only then is appointment.pushed told
+    THEN the next round sends the person's move again: the host ends with what Outlook shows."""
+    found = await world.tables.repo(Tenant).get(*Tenant.key(TENANT))
+    assert found is not None
+    tenant: Tenant = found
+    emitted, resume = asyncio.Event(), asyncio.Event()
+    outbox = world.outbox
+    rounds: list[asyncio.Task[Any]] = []
+
+    class RoundWaits:
+        """The round's outbox: after telling the host, it waits (before writing the map)."""
+
+        async def emit_many(self, tenant_id: str, events: Sequence[Emission], *, nudge: bool = True) -> Any:
+            done = await outbox.emit_many(tenant_id, events, nudge=nudge)
+            if any(e.type == "appointment.upserted" for e in events):
+                emitted.set()
+                await resume.wait()
+            return done
+
+    class PushWaits:
+        """The push's outbox: before telling the host, it lets the round finish."""
+
+        async def emit_many(self, tenant_id: str, events: Sequence[Emission], *, nudge: bool = True) -> Any:
+            resume.set()
+            await asyncio.gather(*rounds)
+            return await outbox.emit_many(tenant_id, events, nudge=nudge)
+
+    sync = CalendarSync(
+        world.tables, RoundWaits(), FakeGraphs(world.graph), world.policy, clock=world.clock, page_size=3
+    )
+
+    class CreateLands:
+        """The fake Graph; right after the create lands, a person moves it and a round starts."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(world.graph, name)
+
+        async def create_event(self, *args: Any, **kwargs: Any) -> Any:
+            event = await world.graph.create_event(*args, **kwargs)
+            moved = event.start + timedelta(days=1)
+            world.graph.outlook_update_event(
+                ADELE, event.id, EventChanges(start=moved, end=moved + timedelta(hours=1))
+            )
+            rounds.append(asyncio.create_task(sync.run(SyncRequest(TENANT, RESOURCE))))
+            await emitted.wait()
+            return event
+
+    class Graphs:
+        async def gateway(self, tenant: Tenant) -> Any:
+            return CreateLands()
+
+    pusher = AppointmentPush(world.tables, PushWaits(), Graphs(), _Queue(), clock=world.clock)
+    answer = (await pusher.accept(tenant, CHANGE)).to_dict()
+    event_id = answer["appointments"][0]["eventId"]
+    types = [e["type"] for e in await world.events()]
+    assert types == ["appointment.upserted", "appointment.pushed"]  # the older news came last
+    await world.run()
+    # what the host holds: the last it heard of the event, which must be Outlook's state
+    [*_, last] = await world.events()
+    assert last["type"] == "appointment.upserted"
+    outlook = world.outlook_view()[event_id]
+    assert last["data"]["appointment"]["start"]["utc"] == outlook.start.strftime("%Y-%m-%dT%H:%M:%SZ")
